@@ -1,0 +1,783 @@
+#!/usr/bin/env python3
+"""tick-taker: an order-book-imbalance tick follower for Alpaca.
+
+A faithful, corrected rebuild of Alpaca's 2019 "example-hftish". It watches
+one stock's one-cent bid/ask level. When the level moves by exactly one cent,
+the level is *armed*. When a trade of at least one lot then prints at the ask
+(or the bid) while the displayed sizes lean the same way by more than 1.8x, it
+sends one 100-share `day` limit order at that price and cancels it at once (a
+simulated immediate-or-cancel). One attempt per level; never short; never more
+than `--quantity` shares held.
+
+The exact contract is in README.md ("The strategy"). Read top to bottom:
+
+    constants, Config         the knobs
+    Quote                     level tracking (pure, no I/O)
+    Position                  order registry and fill accounting (pure)
+    decide()                  one trade print -> an order intent or None
+    Alpaca I/O                the two websocket clients and REST calls
+    TickTaker                 wires the streams and REST to the three above
+    parse_args / main         command line, start-up checks, shutdown
+
+Run:  python tick_taker.py --symbol SNAP --quantity 500
+Stop: Ctrl+C once (cancels this run's open orders, prints a summary).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import calendar
+import concurrent.futures
+import functools
+import itertools
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Optional
+
+import requests
+import websockets
+from alpaca_trade_api.rest import REST, APIError
+from dotenv import load_dotenv
+from requests.adapters import HTTPAdapter
+
+# --------------------------------------------------------------------------
+# Constants: the strategy's knobs (see README, "The strategy").
+# --------------------------------------------------------------------------
+LOT = 100                            # shares per order; smallest print followed
+IMBALANCE_RATIO = Fraction("1.8")    # exact, so 180 vs 100 is not "more"
+QUOTE_GUARD_NS = 50_000_000          # ignore trades < 50 ms after the level quote
+TICK_CENTS = 1                       # a level is a one-tick spread; a move is one tick
+
+DEFAULT_SYMBOL = "SNAP"
+DEFAULT_QUANTITY = 500
+DEFAULT_FEED = "iex"
+PAPER_URL = "https://paper-api.alpaca.markets"
+LIVE_URL = "https://api.alpaca.markets"
+DATA_STREAM_URL = "https://stream.data.alpaca.markets"
+CLIENT_ID_PREFIX = "tick-taker-"     # our orders' client_order_id starts with this
+REST_TIMEOUT_S = 10                  # the SDK sets none; a hung call would freeze orders
+SHUTDOWN_WAIT_S = 3.0                # how long Ctrl+C waits for in-flight work
+WS_CLOSE_TIMEOUT_S = 1.0
+
+# Terminal events: after these no more fills can come for the order.
+TERMINAL_EVENTS = frozenset(
+    {"fill", "canceled", "expired", "rejected", "done_for_day", "replaced"})
+FILL_EVENTS = frozenset({"partial_fill", "fill"})
+
+log = logging.getLogger("tick_taker")
+
+
+class FatalError(Exception):
+    """An expected failure that ends the run with a clear message, no traceback."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the run needs, resolved once from flags, environment and .env."""
+    symbol: str
+    quantity: int            # most shares ever held (multiple of LOT)
+    key_id: str
+    secret_key: str = field(repr=False)   # never printed
+    base_url: str            # REST and trading stream (`<base>/stream`)
+    data_url: str            # market-data stream (`<data>/v2/<feed>`)
+    feed: str                # iex or sip
+
+
+# --------------------------------------------------------------------------
+# Quote tracker: the one-cent level and the live quote. Pure, no I/O.
+# --------------------------------------------------------------------------
+class Quote:
+    """Tracks the current one-cent level, whether it is armed, and the live quote.
+
+    Prices are integer cents; times are exchange nanoseconds.
+    """
+
+    def __init__(self) -> None:
+        self.level_bid: Optional[int] = None
+        self.level_ask: Optional[int] = None
+        self.level_time_ns = 0
+        self.armed = False
+        self.bid = self.ask = self.bid_size = self.ask_size = 0
+        self.level_changes = 0
+
+    def on_quote(self, bid: int, ask: int, bid_size: int, ask_size: int,
+                 t_ns: int) -> bool:
+        """Apply one quote; return True when it is a level change."""
+        self.bid, self.ask, self.bid_size, self.ask_size = bid, ask, bid_size, ask_size
+        # A level change: a one-tick spread with both sides moved.
+        if ask - bid != TICK_CENTS or bid == self.level_bid or ask == self.level_ask:
+            return False
+        # Armed only for a one-tick move of both sides in the same direction;
+        # the first level and any jump (possible news) are not armed.
+        prev_bid = self.level_bid
+        self.armed = prev_bid is not None and abs(bid - prev_bid) == TICK_CENTS
+        self.level_bid, self.level_ask, self.level_time_ns = bid, ask, t_ns
+        self.level_changes += 1
+        return True
+
+    def at_level(self) -> bool:
+        """Is the live quote still the level (not widened or moved one side)?"""
+        return self.bid == self.level_bid and self.ask == self.level_ask
+
+    def disarm(self) -> None:
+        """One attempt per level."""
+        self.armed = False
+
+
+# --------------------------------------------------------------------------
+# Position tracker: this run's orders and fills. Pure, no I/O.
+# --------------------------------------------------------------------------
+@dataclass
+class TrackedOrder:
+    """One order of this run, as the Position tracker sees it."""
+    side: str                      # "buy" or "sell"
+    qty: int
+    limit_cents: int
+    filled: int = 0                # cumulative filled_qty last seen
+    notional_cents: int = 0        # cumulative filled_qty * filled_avg_price
+    order_id: Optional[str] = None  # Alpaca's id, once the POST returned
+
+    @property
+    def pending(self) -> int:
+        return self.qty - self.filled
+
+
+class Position:
+    """Order registry and fill accounting for this run's orders only.
+
+    Fills are counted as the change in each order's cumulative `filled_qty`,
+    so repeated, stale or out-of-order updates change nothing. Realized P&L
+    uses the average cost of the shares held.
+    """
+
+    def __init__(self, quantity: int) -> None:
+        self.quantity = quantity
+        self.held = 0
+        self.cost_cents = 0            # what the held shares cost (average cost)
+        self.realized_cents = 0
+        self.bought = self.sold = 0
+        self.orders_sent = 0
+        self.orders: dict[str, TrackedOrder] = {}
+
+    @property
+    def pending_buys(self) -> int:
+        return sum(o.pending for o in self.orders.values() if o.side == "buy")
+
+    @property
+    def pending_sells(self) -> int:
+        return sum(o.pending for o in self.orders.values() if o.side == "sell")
+
+    def can_buy(self) -> bool:
+        return self.held + self.pending_buys + LOT <= self.quantity
+
+    def can_sell(self) -> bool:
+        return self.held - self.pending_sells >= LOT
+
+    def register(self, client_order_id: str, side: str, limit_cents: int,
+                 qty: int = LOT) -> None:
+        """Record an order before it is sent, so even an update that beats
+        the REST reply is matched and counted."""
+        self.orders[client_order_id] = TrackedOrder(side, qty, limit_cents)
+        self.orders_sent += 1
+
+    def release(self, client_order_id: str) -> None:
+        """Forget an order that was never placed (sending it failed)."""
+        if self.orders.pop(client_order_id, None) is not None:
+            self.orders_sent -= 1
+
+    def on_update(self, client_order_id: str, event: str, filled_qty: int,
+                  filled_avg_cents: Decimal) -> int:
+        """Apply one trade update; return the shares newly filled (0 if none).
+
+        Updates for orders this run did not place are ignored.
+        """
+        order = self.orders.get(client_order_id)
+        if order is None:
+            return 0
+        delta = 0
+        if event in FILL_EVENTS or event in TERMINAL_EVENTS:
+            delta = self._apply_fill(order, filled_qty, filled_avg_cents)
+        if event in TERMINAL_EVENTS:
+            del self.orders[client_order_id]   # releases what is still pending
+        return delta
+
+    def _apply_fill(self, order: TrackedOrder, filled_qty: int,
+                    filled_avg_cents: Decimal) -> int:
+        delta = min(filled_qty, order.qty) - order.filled
+        if delta <= 0:
+            return 0                       # repeated or stale update
+        notional = int((filled_avg_cents * filled_qty).to_integral_value())
+        delta_cents = notional - order.notional_cents
+        order.filled, order.notional_cents = order.filled + delta, notional
+        if order.side == "buy":
+            self.held += delta
+            self.cost_cents += delta_cents
+            self.bought += delta
+        else:
+            cost = self.cost_cents * delta // self.held if self.held else 0
+            self.cost_cents -= cost
+            self.realized_cents += delta_cents - cost
+            self.held -= delta
+            self.sold += delta
+        return delta
+
+
+# --------------------------------------------------------------------------
+# The decision: one trade print -> an order intent, or None.
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Intent:
+    side: str
+    limit_cents: int
+    reason: str
+
+
+def decide(quote: Quote, position: Position, price_cents: int, size: int,
+           t_ns: int) -> Optional[Intent]:
+    """Apply the strategy's decision rules, in order, to one trade print."""
+    if not quote.armed:
+        return None                                   # 1. armed, no attempt yet
+    if not quote.at_level():
+        return None                                   # 2. live quote at the level
+    if t_ns - quote.level_time_ns <= QUOTE_GUARD_NS:
+        return None                                   # 3. > 50 ms after level time
+    if size < LOT:
+        return None                                   # 4. at least one lot
+    bid_size, ask_size = quote.bid_size, quote.ask_size
+    if (price_cents == quote.level_ask and bid_size > IMBALANCE_RATIO * ask_size
+            and position.can_buy()):
+        return Intent("buy", quote.level_ask,
+                      f"bid {bid_size} > {IMBALANCE_RATIO:.1f}x{ask_size}")
+    if (price_cents == quote.level_bid and ask_size > IMBALANCE_RATIO * bid_size
+            and position.can_sell()):
+        return Intent("sell", quote.level_bid,
+                      f"ask {ask_size} > {IMBALANCE_RATIO:.1f}x{bid_size}")
+    return None
+
+
+# --------------------------------------------------------------------------
+# Alpaca I/O helpers: wire formats at the edge.
+# --------------------------------------------------------------------------
+def to_cents(price: float | str) -> int:
+    """Dollars (float or decimal string) to integer cents, once, at the edge."""
+    return round(float(price) * 100)
+
+
+def dollars(cents: int | float) -> str:
+    return f"{cents / 100:.2f}"
+
+
+_RFC3339 = re.compile(
+    r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
+
+
+@functools.lru_cache(maxsize=256)
+def _epoch_seconds(head: str, tz: str) -> int:
+    seconds = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
+    if tz != "Z":
+        sign = 1 if tz[0] == "+" else -1
+        seconds -= sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
+    return seconds
+
+
+def parse_ns(stamp: str) -> int:
+    """RFC-3339 time with up to nanoseconds -> integer ns since the epoch.
+
+    Many messages share a second, so the date part is parsed once (cached).
+    """
+    m = _RFC3339.match(stamp)
+    if m is None:
+        raise ValueError(f"bad timestamp {stamp!r}")
+    head, frac, tz = m.groups()
+    return _epoch_seconds(head, tz) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+
+
+def ws_url(http_url: str) -> str:
+    """The SDK's rule: an http(s) URL means ws(s)."""
+    return re.sub(r"^http", "ws", http_url.rstrip("/"))
+
+
+def endpoint_kind(base_url: str) -> str:
+    if base_url.rstrip("/") == PAPER_URL:
+        return "PAPER"
+    if base_url.rstrip("/") == LIVE_URL:
+        return "LIVE"
+    return "CUSTOM"
+
+
+class _TimeoutAdapter(HTTPAdapter):
+    """Gives every SDK request a timeout (the SDK passes none)."""
+
+    def send(self, request, **kwargs):  # type: ignore[override]
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = REST_TIMEOUT_S
+        return super().send(request, **kwargs)
+
+
+def make_rest(cfg: Config) -> REST:
+    rest = REST(cfg.key_id, cfg.secret_key, cfg.base_url, api_version="v2")
+    # The SDK's session is private, but a REST call with no timeout can hang
+    # the order worker for good; mounting an adapter is the least intrusive fix.
+    for scheme in ("http://", "https://"):
+        rest._session.mount(scheme, _TimeoutAdapter())
+    return rest
+
+
+def http_status(exc: BaseException) -> Optional[int]:
+    """The HTTP status of an SDK error, if the server answered at all."""
+    if isinstance(exc, APIError):
+        return exc.status_code
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return exc.response.status_code
+    return None
+
+
+async def connect(url: str, what: str) -> websockets.WebSocketClientProtocol:
+    try:
+        return await websockets.connect(
+            url, ping_interval=10, ping_timeout=30, close_timeout=WS_CLOSE_TIMEOUT_S,
+            open_timeout=REST_TIMEOUT_S)
+    except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
+        raise FatalError(f"cannot connect to the {what} at {url}: {exc}") from None
+
+
+async def recv_json(ws: websockets.WebSocketClientProtocol, what: str):
+    """The next message, decoded; a close during the handshake is fatal."""
+    try:
+        raw = await asyncio.wait_for(ws.recv(), REST_TIMEOUT_S)
+    except (asyncio.TimeoutError, websockets.ConnectionClosed) as exc:
+        raise FatalError(f"the {what} closed during sign-in: {exc}") from None
+    return json.loads(raw)
+
+
+DATA_ERRORS = {
+    402: "Alpaca refused the API keys on the market-data stream (auth failed)",
+    406: "connection limit exceeded: another program already holds this "
+         "account's market-data connection (close it, or wait ~90 s after a crash)",
+    409: "your market-data plan does not include this feed (try --feed iex)",
+}
+
+
+class DataStream:
+    """Market-data v2 stream client (JSON mode): quotes and trades, one symbol."""
+
+    def __init__(self, cfg: Config, on_quote: Callable, on_trade: Callable) -> None:
+        self.url = f"{ws_url(cfg.data_url)}/v2/{cfg.feed}"
+        self.cfg = cfg
+        self.on_quote, self.on_trade = on_quote, on_trade
+        self.ws: Optional[websockets.WebSocketClientProtocol] = None
+
+    async def open(self) -> None:
+        """Connect, sign in and subscribe; a refusal is fatal, never retried."""
+        what = "market-data stream"
+        self.ws = await connect(self.url, what)
+        first = await recv_json(self.ws, what)
+        if not (first and first[0].get("T") == "success"):
+            raise FatalError(f"unexpected greeting from the {what}: {first}")
+        await self.ws.send(json.dumps(
+            {"action": "auth", "key": self.cfg.key_id, "secret": self.cfg.secret_key}))
+        reply = (await recv_json(self.ws, what))[0]
+        if reply.get("T") == "error":
+            code = reply.get("code")
+            raise FatalError(DATA_ERRORS.get(code, f"{what} error {code}: {reply.get('msg')}"))
+        sym = [self.cfg.symbol]
+        await self.ws.send(json.dumps({"action": "subscribe", "quotes": sym, "trades": sym}))
+        log.info("market data: subscribed to %s quotes and trades (%s)",
+                 self.cfg.symbol, self.url)
+
+    async def run(self) -> None:
+        """Dispatch messages until the socket closes (then return)."""
+        async for raw in self.ws:
+            try:
+                self.dispatch(json.loads(raw))
+            except Exception:   # one malformed frame must not end the run
+                log.exception("could not handle market data %.200s", raw)
+
+    def dispatch(self, messages: list[dict]) -> None:
+        symbol = self.cfg.symbol
+        for m in messages:
+            kind = m.get("T")
+            if m.get("S") != symbol:
+                if kind == "error":
+                    log.warning("market data error %s: %s", m.get("code"), m.get("msg"))
+                continue
+            if kind == "q":
+                self.on_quote(to_cents(m["bp"]), to_cents(m["ap"]),
+                              int(m["bs"]), int(m["as"]), parse_ns(m["t"]))
+            elif kind == "t":
+                self.on_trade(to_cents(m["p"]), int(m["s"]), parse_ns(m["t"]))
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+
+
+class TradingStream:
+    """Trading stream client: `trade_updates` for this account."""
+
+    def __init__(self, cfg: Config, on_update: Callable) -> None:
+        self.url = f"{ws_url(cfg.base_url)}/stream"
+        self.cfg = cfg
+        self.on_update = on_update
+        self.ws: Optional[websockets.WebSocketClientProtocol] = None
+
+    async def open(self) -> None:
+        what = "trading stream"
+        self.ws = await connect(self.url, what)
+        await self.ws.send(json.dumps(
+            {"action": "auth", "key": self.cfg.key_id, "secret": self.cfg.secret_key}))
+        reply = await recv_json(self.ws, what)
+        if reply.get("data", {}).get("status") != "authorized":
+            raise FatalError("Alpaca refused the API keys on the trading stream")
+        await self.ws.send(json.dumps(
+            {"action": "listen", "data": {"streams": ["trade_updates"]}}))
+        log.info("trading stream: listening for trade_updates (%s)", self.url)
+
+    async def run(self) -> None:
+        async for raw in self.ws:
+            msg = json.loads(raw)
+            if msg.get("stream") == "trade_updates":
+                # One bad update must not end all later ones (the SDK's trap).
+                try:
+                    self.on_update(msg["data"])
+                except Exception:
+                    log.exception("could not apply trade update %s", msg.get("data"))
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+
+
+# --------------------------------------------------------------------------
+# TickTaker: wires the streams and REST to Quote, Position and decide().
+# --------------------------------------------------------------------------
+class TickTaker:
+    """Owns the state and the I/O of one run."""
+
+    def __init__(self, cfg: Config, rest: REST) -> None:
+        self.cfg = cfg
+        self.rest = rest
+        self.quote = Quote()
+        self.position = Position(cfg.quantity)
+        self.run_id = uuid.uuid4().hex[:8]
+        self._seq = itertools.count(1)
+        self.stopping = False
+        # All REST calls leave the event loop for this one thread, in order,
+        # so quotes and trades keep flowing while an order is in flight.
+        self.rest_thread = concurrent.futures.ThreadPoolExecutor(1, "rest")
+        self.order_queue: asyncio.Queue[Optional[tuple[str, Intent]]] = asyncio.Queue()
+        self.data = DataStream(cfg, self.on_quote, self.on_trade)
+        self.trading = TradingStream(cfg, self.on_trade_update)
+
+    # -- handlers: thin, they feed the trackers ---------------------------
+    def on_quote(self, bid: int, ask: int, bid_size: int, ask_size: int, t_ns: int) -> None:
+        if self.quote.on_quote(bid, ask, bid_size, ask_size, t_ns):
+            log.debug("level %s/%s %s", dollars(bid), dollars(ask),
+                      "armed" if self.quote.armed else "not armed")
+
+    def on_trade(self, price_cents: int, size: int, t_ns: int) -> None:
+        if self.stopping:
+            return
+        intent = decide(self.quote, self.position, price_cents, size, t_ns)
+        if intent is None:
+            return
+        self.quote.disarm()                      # an attempt: one per level
+        coid = f"{CLIENT_ID_PREFIX}{self.run_id}-{next(self._seq)}"
+        self.position.register(coid, intent.side, intent.limit_cents)
+        log.info("%s %d %s @ %s (%s) [%s]", intent.side.upper(), LOT, self.cfg.symbol,
+                 dollars(intent.limit_cents), intent.reason, coid)
+        self.order_queue.put_nowait((coid, intent))
+
+    def on_trade_update(self, data: dict) -> None:
+        order = data.get("order") or {}
+        coid, event = order.get("client_order_id"), data.get("event")
+        if coid not in self.position.orders:
+            log.debug("ignoring %s for an order this run did not place", event)
+            return
+        filled = int(Decimal(order.get("filled_qty") or 0))
+        avg = Decimal(order.get("filled_avg_price") or 0) * 100
+        delta = self.position.on_update(coid, event, filled, avg)
+        if delta:
+            log.info("FILL %s %d %s @ %s (%s; position %+d)", order.get("side", "").upper(),
+                     delta, self.cfg.symbol, data.get("price") or order.get("filled_avg_price"),
+                     event, self.position.held)
+        elif event in TERMINAL_EVENTS:
+            log.info("%s %s (filled %d)", event.upper(), coid, filled)
+
+    # -- order I/O: off the loop, one order at a time ----------------------
+    async def rest_call(self, fn: Callable, *args, **kwargs):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.rest_thread, functools.partial(fn, *args, **kwargs))
+
+    async def order_worker(self) -> None:
+        """Submit then cancel each order, in decision order; None ends it."""
+        while (item := await self.order_queue.get()) is not None:
+            coid, intent = item
+            if self.stopping:
+                self.position.release(coid)   # queued at Ctrl+C: never sent
+                continue
+            order_id = await self.submit(coid, intent)
+            if order_id is not None:
+                await self.cancel(coid, order_id)
+
+    async def submit(self, coid: str, intent: Intent) -> Optional[str]:
+        """Send the limit order; return Alpaca's id, or None if not placed."""
+        try:
+            order = await self.rest_call(
+                self.rest.submit_order, symbol=self.cfg.symbol, qty=LOT,
+                side=intent.side, type="limit", time_in_force="day",
+                limit_price=dollars(intent.limit_cents), client_order_id=coid)
+        except APIError as exc:        # the server answered: not placed
+            log.warning("REJECTED %s: HTTP %s %s", coid, exc.status_code, exc)
+            self.position.release(coid)
+            return None
+        except Exception as exc:       # no clear answer: ask whether it exists
+            log.warning("order %s: %s; checking whether it was placed", coid, exc)
+            return await self.recover_unknown(coid)
+        tracked = self.position.orders.get(coid)
+        if tracked is not None:
+            tracked.order_id = order.id
+        return order.id
+
+    async def recover_unknown(self, coid: str) -> Optional[str]:
+        try:
+            order = await self.rest_call(self.rest.get_order_by_client_order_id, coid)
+        except Exception as exc:
+            if http_status(exc) == 404:
+                log.warning("order %s was not placed", coid)
+                self.position.release(coid)
+            else:
+                log.error("order %s state unknown (%s); kept as pending", coid, exc)
+            return None
+        return order.id
+
+    async def cancel(self, coid: str, order_id: str) -> None:
+        """The simulated IOC's second half. Refused because filled is normal."""
+        try:
+            await self.rest_call(self.rest.cancel_order, order_id)
+            log.debug("cancel sent for %s", coid)
+        except Exception as exc:
+            status = http_status(exc)
+            if status in (404, 422):
+                log.info("cancel of %s not needed (%s)", coid, exc)
+            else:
+                log.warning("cancel of %s failed (%s); it stays tracked and is "
+                            "cancelled again at shutdown", coid, exc)
+
+    # -- run and shutdown ----------------------------------------------------
+    async def check_account(self) -> None:
+        """One REST call proves the keys before any stream opens."""
+        try:
+            acct = await self.rest_call(self.rest.get_account)
+        except Exception as exc:
+            status = http_status(exc)
+            if status in (401, 403):
+                raise FatalError(f"Alpaca refused the API keys (HTTP {status}) at "
+                                 f"{self.cfg.base_url}: check APCA_API_KEY_ID and "
+                                 "APCA_API_SECRET_KEY (paper and live keys differ)") from None
+            raise FatalError(f"cannot read the account at {self.cfg.base_url}: {exc}") from None
+        raw = acct._raw
+        for flag in ("trading_blocked", "account_blocked", "trade_suspended_by_user"):
+            if raw.get(flag):
+                raise FatalError(f"the account says {flag}; refusing to start")
+        log.info("account %s: equity $%s, buying power $%s", raw.get("status", "?"),
+                 raw.get("equity", "?"), raw.get("buying_power", "?"))
+        # Alpaca removed these in July 2026; show them only if still sent.
+        for name in ("pattern_day_trader", "daytrade_count"):
+            if name in raw:
+                log.info("account %s: %s", name, raw[name])
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Trade until `stop` is set or a stream ends; return the exit code."""
+        await self.check_account()
+        await self.trading.open()
+        await self.data.open()
+        worker = asyncio.create_task(self.order_worker())
+        streams = {asyncio.create_task(self.data.run()): "market-data stream",
+                   asyncio.create_task(self.trading.run()): "trading stream"}
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopper, *streams], return_when=asyncio.FIRST_COMPLETED)
+        code = 0
+        for task in done:
+            if task in streams:
+                exc = task.exception()
+                log.error("the %s ended (%s); stopping (automatic reconnects are "
+                          "not built yet)", streams[task], exc or "closed by the server")
+                code = 1
+        await self.shutdown(worker, streams, stopper)
+        return code
+
+    async def shutdown(self, worker: asyncio.Task, streams: dict, stopper: asyncio.Task) -> None:
+        """Stop trading, cancel this run's open orders, wait for their final
+        updates, print the summary."""
+        self.stopping = True
+        log.info("stopping: no new orders; cancelling this run's open orders")
+        await self.data.close()
+        # Let the order in flight finish its submit+cancel; drop the queued ones.
+        deadline = time.monotonic() + SHUTDOWN_WAIT_S
+        self.order_queue.put_nowait(None)
+        try:
+            await asyncio.wait_for(worker, SHUTDOWN_WAIT_S)
+        except asyncio.TimeoutError:
+            log.warning("an order call is still running; cancelling what we know of")
+        await self.cancel_open_orders()
+        # Wait briefly for the final updates of what we cancelled, then ask REST.
+        while self.position.orders and time.monotonic() < deadline + SHUTDOWN_WAIT_S:
+            await asyncio.sleep(0.02)
+        await self.reconcile()
+        for task in (stopper, *streams):
+            task.cancel()
+        await self.trading.close()
+        self.rest_thread.shutdown(wait=False, cancel_futures=True)
+        self.log_summary()
+
+    async def cancel_open_orders(self) -> None:
+        for coid, order in list(self.position.orders.items()):
+            if order.order_id is None:
+                order.order_id = await self.recover_unknown(coid)
+            if order.order_id is not None:
+                await self.cancel(coid, order.order_id)
+
+    async def reconcile(self) -> None:
+        """Apply the final state of any order whose last update did not arrive."""
+        for coid in list(self.position.orders):
+            try:
+                o = await asyncio.wait_for(
+                    self.rest_call(self.rest.get_order_by_client_order_id, coid),
+                    REST_TIMEOUT_S)
+            except Exception as exc:
+                log.warning("could not read the final state of %s: %s", coid, exc)
+                continue
+            event = {"filled": "fill", "partially_filled": "partial_fill"}.get(o.status, o.status)
+            self.on_trade_update({"event": event, "order": o._raw})
+            if coid in self.position.orders:
+                log.warning("order %s is still %s at exit", coid, o.status)
+
+    def log_summary(self) -> None:
+        p = self.position
+        log.info("SUMMARY %s: orders sent %d, bought %d, sold %d, position %+d shares, "
+                 "realized P&L %s$%s", self.cfg.symbol, p.orders_sent, p.bought, p.sold,
+                 p.held, "-" if p.realized_cents < 0 else "+",
+                 dollars(abs(p.realized_cents)))
+        if p.orders:
+            log.warning("%d order(s) of this run may still be open: %s",
+                        len(p.orders), ", ".join(p.orders))
+
+
+# --------------------------------------------------------------------------
+# Command line and start-up.
+# --------------------------------------------------------------------------
+def lots(text: str) -> int:
+    """argparse type for --quantity: a positive multiple of the lot."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0 or value % LOT:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive multiple of {LOT} (got {value})")
+    return value
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Order-book-imbalance tick taker for Alpaca (see README.md).")
+    p.add_argument("--symbol", default=DEFAULT_SYMBOL, type=str.upper,
+                   help=f"stock to trade (default {DEFAULT_SYMBOL})")
+    p.add_argument("--quantity", default=DEFAULT_QUANTITY, type=lots,
+                   help=f"most shares to hold, a multiple of {LOT} (default {DEFAULT_QUANTITY})")
+    p.add_argument("--key-id", help="API key id (else APCA_API_KEY_ID)")
+    p.add_argument("--secret-key", help="API secret key (else APCA_API_SECRET_KEY)")
+    p.add_argument("--base-url", help="trading API URL (else APCA_API_BASE_URL; default "
+                   "paper for PK... keys, live otherwise)")
+    p.add_argument("--data-url", help="market-data stream URL (else APCA_API_STREAM_URL; "
+                   f"default {DATA_STREAM_URL})")
+    p.add_argument("--feed", choices=("iex", "sip"), default=DEFAULT_FEED,
+                   help="market-data feed (default iex; sip needs a paid plan)")
+    p.add_argument("--debug", action="store_true", help="also log every level change")
+    return p.parse_args(argv)
+
+
+def make_config(args: argparse.Namespace) -> Config:
+    """Flag > environment > .env (already loaded, never overriding) > default."""
+    key_id = args.key_id or os.environ.get("APCA_API_KEY_ID")
+    secret = args.secret_key or os.environ.get("APCA_API_SECRET_KEY")
+    if not key_id or not secret:
+        raise FatalError(
+            "no API keys: set APCA_API_KEY_ID and APCA_API_SECRET_KEY in the environment "
+            "or in a .env file (copy .env.example), or pass --key-id/--secret-key")
+    default_base = PAPER_URL if key_id.startswith("PK") else LIVE_URL
+    base = args.base_url or os.environ.get("APCA_API_BASE_URL") or default_base
+    data = args.data_url or os.environ.get("APCA_API_STREAM_URL") or DATA_STREAM_URL
+    for name, url in (("base URL", base), ("data URL", data)):
+        if not re.match(r"^(http|ws)s?://", url):
+            raise FatalError(f"the {name} {url!r} must start with http(s):// or ws(s)://")
+    return Config(args.symbol, args.quantity, key_id, secret,
+                  base.rstrip("/"), data.rstrip("/"), args.feed)
+
+
+def setup_logging(debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)-7s %(message)s",
+                            "%Y-%m-%d %H:%M:%S")
+    fmt.converter = time.gmtime                    # UTC timestamps
+    handler.setFormatter(fmt)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+async def amain(cfg: Config) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signame: str) -> None:
+        if stop.is_set():
+            log.warning("second %s: exiting now; open orders may remain", signame)
+            os._exit(130)
+        log.info("%s: stopping (press again to exit at once)", signame)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    bot = TickTaker(cfg, make_rest(cfg))
+    return await bot.run(stop)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.debug)
+    load_dotenv(Path.cwd() / ".env", override=False)
+    try:
+        cfg = make_config(args)
+    except FatalError as exc:
+        log.error("%s", exc)
+        return 2
+    kind = endpoint_kind(cfg.base_url)
+    log.log(logging.WARNING if kind == "LIVE" else logging.INFO,
+            "endpoint: %s trading at %s", kind, cfg.base_url)
+    log.info("trading %s, at most %d shares, feed %s", cfg.symbol, cfg.quantity, cfg.feed)
+    if cfg.feed == "iex":
+        log.warning("feed iex: quotes are IEX's alone, not the consolidated (SIP) quote "
+                    "the signal assumes; sizes and levels will differ from the NBBO")
+    try:
+        return asyncio.run(amain(cfg))
+    except FatalError as exc:
+        log.error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
