@@ -257,11 +257,11 @@ def decide(quote: Quote, position: Position, price_cents: int, size: int,
     if (price_cents == quote.level_ask and bid_size > IMBALANCE_RATIO * ask_size
             and position.can_buy()):
         return Intent("buy", quote.level_ask,
-                      f"bid {bid_size} > {IMBALANCE_RATIO:.1f}x{ask_size}")
+                      f"bid {bid_size} > {float(IMBALANCE_RATIO)}x{ask_size}")
     if (price_cents == quote.level_bid and ask_size > IMBALANCE_RATIO * bid_size
             and position.can_sell()):
         return Intent("sell", quote.level_bid,
-                      f"ask {ask_size} > {IMBALANCE_RATIO:.1f}x{bid_size}")
+                      f"ask {ask_size} > {float(IMBALANCE_RATIO)}x{bid_size}")
     return None
 
 
@@ -494,8 +494,9 @@ class TickTaker:
         self.quote.disarm()                      # an attempt: one per level
         coid = f"{CLIENT_ID_PREFIX}{self.run_id}-{next(self._seq)}"
         self.position.register(coid, intent.side, intent.limit_cents)
-        log.info("%s %d %s @ %s (%s) [%s]", intent.side.upper(), LOT, self.cfg.symbol,
-                 dollars(intent.limit_cents), intent.reason, coid)
+        log.info("%s %d %s @ %s (level %d, %s) [%s]", intent.side.upper(), LOT,
+                 self.cfg.symbol, dollars(intent.limit_cents), self.quote.level_changes,
+                 intent.reason, coid)
         self.order_queue.put_nowait((coid, intent))
 
     def on_trade_update(self, data: dict) -> None:

@@ -1,0 +1,35 @@
+"""Fixtures: a fresh fake Alpaca per test, and the bot started against it."""
+from __future__ import annotations
+
+import pytest
+
+from tests.fake_alpaca import FakeAlpaca
+from tests.helpers import start_bot
+
+
+@pytest.fixture
+def fake():
+    server = FakeAlpaca().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def run_bot(fake, tmp_path):
+    """Start the real tick_taker.py against the fake; stopped after the test."""
+    bots = []
+
+    def start(*args: str, **kwargs):
+        bot = start_bot(fake, tmp_path, *args, **kwargs)
+        bots.append(bot)
+        return bot
+
+    yield start
+    for bot in bots:
+        bot.kill()
+
+
+@pytest.fixture
+def bot(run_bot):
+    """The bot on MU with --quantity 500, subscribed and listening."""
+    return run_bot()

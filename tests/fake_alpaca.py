@@ -1,0 +1,689 @@
+"""A local Alpaca that speaks the real v2 wire protocol, on 127.0.0.1.
+
+One aiohttp server serves the three things the bot talks to:
+
+- REST (Trading API v2) under /v2/...: account, clock, assets, orders,
+  positions; key headers checked; Alpaca's error bodies and status codes.
+- The trading stream at /stream (and /stream/): no greeting, auth (both
+  shapes), listen, then `trade_updates` events in binary frames, numbers as
+  strings, per-execution `qty`/`price`, cumulative `order.filled_qty`.
+- The market-data stream at /v2/{iex,sip,test,delayed_sip}: `connected`,
+  auth, additive subscribe/unsubscribe, quotes `q` and trades `t`, several per
+  frame. JSON text frames by default; msgpack binary frames (timestamps as
+  msgpack Timestamp) when the handshake carries
+  `Content-Type: application/msgpack`, as the SDK's own Stream sends.
+
+Wire facts come from the project's notes on Alpaca's protocol; where those
+were unsure, alpaca-trade-api 3.2's own parsing decided.
+
+Fill assumptions, in plain words (the matching engine):
+
+- The book is the last quote pushed for the symbol. A buy limit at or above
+  the ask is marketable and fills at the ask price, up to the ask size; a
+  sell limit at or below the bid fills at the bid, up to the bid size. A
+  limit that is not marketable rests and never fills by itself.
+- A per-order FillPolicy overrides that (a fixed share count, several
+  executions, a delay, fills sent before the POST's reply, the event a
+  cancel produces). Policies are used one per order, in order; after that
+  the default policy applies.
+- A cancel of an open order answers 204 and then sends `canceled` (or the
+  policy's cancel event) with the final cumulative `filled_qty`; a cancel of
+  a filled order answers 422 "not cancelable"; an unknown id answers 404.
+- Positions are kept from fills (quantity and average entry price).
+
+Tests drive it from their own thread (the server runs in a thread of its
+own); every `wait_*` has a timeout. Run by hand:
+
+    python -m tests.fake_alpaca [--port 8642]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import functools
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Callable, Optional
+
+import msgpack
+from aiohttp import WSMsgType, web
+
+KEY_ID = "PKFAKE0000000000000"
+SECRET_KEY = "fake-secret-0000000000000000000000000000"
+FEEDS = "iex|sip|test|delayed_sip"
+OPEN_STATES = {"new", "accepted", "pending_new", "partially_filled"}
+WAIT_S = 10.0
+
+
+def rfc3339(ns: int) -> str:
+    """Integer ns since the epoch -> '2026-11-23T14:30:00.123456789Z'."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    head = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{head}.{frac:09d}Z"
+
+
+def now_rfc3339() -> str:
+    return rfc3339(time.time_ns())
+
+
+def money(cents: int | Decimal) -> str:
+    return str((Decimal(cents) / 100).quantize(Decimal("0.01")))
+
+
+def error_body(status: int, message: str, code: Optional[int] = None) -> web.Response:
+    """Alpaca's error shape: {"code": <8 digits>, "message": "..."}."""
+    return web.json_response({"code": code or status * 100000, "message": message},
+                             status=status)
+
+
+@dataclass
+class FillPolicy:
+    """How the matching engine treats one order (see the module docstring)."""
+    shares: Optional[int] = None      # None: up to the book's size; N: fill N if marketable
+    pieces: tuple[int, ...] = ()      # split the fill into these executions
+    delay_ms: int = 0                 # fill this long after the reply (a cancel may win)
+    before_reply: bool = False        # send the fill events before answering the POST
+    cancel_event: str = "canceled"    # what a cancel produces (e.g. "expired")
+    marketable_only: bool = True      # False: fill even a non-marketable limit
+
+
+@dataclass
+class Fault:
+    """A forced answer for one route: status (and message), `times` times."""
+    status: int
+    message: str
+    times: Optional[int] = 1          # None: every time
+
+
+@dataclass
+class Received:
+    """What the fake was sent, for tests to judge the bot by."""
+    orders: list[dict] = field(default_factory=list)     # POST bodies, in order
+    cancels: list[str] = field(default_factory=list)     # DELETE /v2/orders/{id} ids
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    data_connections: int = 0
+    trading_connections: int = 0
+
+
+class FakeAlpaca:
+    """The server, its state, and a thread-safe API for tests."""
+
+    def __init__(self, key_id: str = KEY_ID, secret_key: str = SECRET_KEY) -> None:
+        self.key_id, self.secret_key = key_id, secret_key
+        self.refuse_auth = False
+        self.account_extra: dict[str, Any] = {}      # e.g. {"trading_blocked": True}
+        self.data_auth_error: Optional[tuple[int, str]] = None   # e.g. (406, "...")
+        self.default_policy = FillPolicy()
+        self.policies: list[FillPolicy] = []
+        self.faults: dict[tuple[str, str], Fault] = {}
+        self.latency_s: dict[tuple[str, str], float] = {}
+        self.book: dict[str, tuple[int, int, int, int]] = {}    # bid, ask, sizes
+        self.orders: dict[str, dict] = {}                       # by Alpaca id
+        self.positions: dict[str, list] = {}                    # symbol -> [qty, cost]
+        self.received = Received()
+        self.subscriptions: dict[str, set[str]] = {"trades": set(), "quotes": set()}
+        self.listening = False
+        self._data_ws: set[tuple[web.WebSocketResponse, bool]] = set()
+        self._trading_ws: set[web.WebSocketResponse] = set()
+        self._changed = threading.Condition()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
+        self._runner: Optional[web.AppRunner] = None
+        self.port = 0
+
+    # ---------------------------------------------------------------- server
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware])
+        r = app.router
+        r.add_get("/v2/account", self.get_account)
+        r.add_get("/v2/clock", self.get_clock)
+        r.add_get("/v2/assets/{symbol}", self.get_asset)
+        r.add_post("/v2/orders", self.post_order)
+        r.add_get("/v2/orders", self.list_orders)
+        r.add_delete("/v2/orders", self.cancel_all)
+        r.add_get("/v2/orders:by_client_order_id", self.get_order_by_client_id)
+        r.add_get("/v2/orders/{id}", self.get_order)
+        r.add_delete("/v2/orders/{id}", self.cancel_order)
+        r.add_get("/v2/positions", self.list_positions)
+        r.add_get("/v2/positions/{symbol}", self.get_position)
+        r.add_get("/stream", self.trading_stream)
+        r.add_get("/stream/", self.trading_stream)
+        r.add_get("/v2/{feed:" + FEEDS + "}", self.data_stream)
+        return app
+
+    async def serve(self, port: int = 0) -> None:
+        self._runner = web.AppRunner(self.app(), handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def start(self) -> "FakeAlpaca":
+        """Run the server in a thread of its own; return once it listens."""
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self.serve())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="fake-alpaca", daemon=True)
+        self._thread.start()
+        if not ready.wait(WAIT_S):
+            raise RuntimeError("fake Alpaca did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(WAIT_S)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(WAIT_S)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The variables that point the bot (or the SDK) at this fake."""
+        return {"APCA_API_KEY_ID": self.key_id, "APCA_API_SECRET_KEY": self.secret_key,
+                "APCA_API_BASE_URL": self.url, "APCA_API_STREAM_URL": self.url,
+                "APCA_API_DATA_URL": self.url}
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        key = (request.method, route.canonical if route else request.path)
+        self.received.requests.append(key)
+        if (delay := self.latency_s.get(key)):
+            await asyncio.sleep(delay)
+        if not key[1].startswith(("/stream", "/v2/{feed")):
+            headers = request.headers
+            if (self.refuse_auth or headers.get("APCA-API-KEY-ID") != self.key_id
+                    or headers.get("APCA-API-SECRET-KEY") != self.secret_key):
+                return error_body(401, "request is not authorized", 40110000)
+            fault = self.faults.get(key)
+            if fault is not None:
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        del self.faults[key]
+                self._notify()
+                if fault.status == 429:
+                    resp = error_body(429, fault.message, 42910000)
+                    resp.headers.update({"X-RateLimit-Limit": "200",
+                                         "X-RateLimit-Remaining": "0",
+                                         "X-RateLimit-Reset": str(int(time.time()) + 60)})
+                    return resp
+                return error_body(fault.status, fault.message)
+        return await handler(request)
+
+    # ------------------------------------------------------------------ REST
+    async def get_account(self, request: web.Request) -> web.Response:
+        equity = "100000.00"
+        body = {"id": str(uuid.UUID(int=1)), "account_number": "PA0000FAKE", "status": "ACTIVE",
+                "crypto_status": "ACTIVE", "currency": "USD", "buying_power": "400000.00",
+                "regt_buying_power": "200000.00", "non_marginable_buying_power": equity,
+                "cash": equity, "portfolio_value": equity, "equity": equity,
+                "last_equity": equity, "long_market_value": "0", "short_market_value": "0",
+                "initial_margin": "0", "maintenance_margin": "0", "multiplier": "4",
+                "trading_blocked": False, "transfers_blocked": False, "account_blocked": False,
+                "trade_suspended_by_user": False, "shorting_enabled": True,
+                "created_at": "2024-01-02T15:00:00Z"}
+        body.update(self.account_extra)
+        return web.json_response(body)
+
+    async def get_clock(self, request: web.Request) -> web.Response:
+        now = dt.datetime.now(dt.timezone.utc)
+        return web.json_response({"timestamp": now.isoformat(), "is_open": True,
+                                  "next_open": (now + dt.timedelta(days=1)).isoformat(),
+                                  "next_close": (now + dt.timedelta(hours=6)).isoformat()})
+
+    async def get_asset(self, request: web.Request) -> web.Response:
+        symbol = request.match_info["symbol"].upper()
+        return web.json_response({"id": str(uuid.uuid5(uuid.NAMESPACE_OID, symbol)),
+                                  "class": "us_equity", "exchange": "NASDAQ", "symbol": symbol,
+                                  "name": symbol, "status": "active", "tradable": True,
+                                  "marginable": True, "shortable": True,
+                                  "easy_to_borrow": True, "fractionable": True})
+
+    async def post_order(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.received.orders.append(body)
+        self._notify()
+        try:
+            qty = int(body["qty"])
+            side, kind, tif = body["side"], body["type"], body["time_in_force"]
+            limit = round(Decimal(str(body["limit_price"])) * 100) if kind == "limit" else None
+        except (KeyError, ValueError, TypeError) as exc:
+            return error_body(422, f"invalid order: {exc}", 40010001)
+        coid = body.get("client_order_id") or str(uuid.uuid4())
+        if any(o["client_order_id"] == coid for o in self.orders.values()):
+            return error_body(422, "client_order_id must be unique", 40010001)
+        order = new_order(body["symbol"], side, kind, tif, qty, limit, coid)
+        self.orders[order["id"]] = order
+        policy = self.policies.pop(0) if self.policies else self.default_policy
+        executions = self._plan(order, limit, policy)
+        if policy.before_reply:
+            await self._events(order, "new")
+            await self._execute(order, executions)
+        else:
+            asyncio.get_running_loop().create_task(self._after_reply(order, executions, policy))
+        order["_cancel_event"] = policy.cancel_event
+        return web.json_response(public(order))
+
+    def _plan(self, order: dict, limit: Optional[int], policy: FillPolicy) -> list[tuple[int, int]]:
+        """The executions (shares, price in cents) this order will get."""
+        book = self.book.get(order["symbol"])
+        if book is None:
+            return []
+        bid, ask, bid_size, ask_size = book
+        buy = order["side"] == "buy"
+        price, size = (ask, ask_size) if buy else (bid, bid_size)
+        marketable = limit is None or (limit >= ask if buy else limit <= bid)
+        if not marketable and policy.marketable_only:
+            return []
+        if not marketable:
+            price = limit
+        total = policy.shares if policy.shares is not None else min(size, int(order["qty"]))
+        pieces = policy.pieces or ((total,) if total > 0 else ())
+        return [(n, price) for n in pieces]
+
+    async def _after_reply(self, order: dict, executions: list, policy: FillPolicy) -> None:
+        await asyncio.sleep(0)          # let the reply go out first
+        await self._events(order, "new")
+        if policy.delay_ms:
+            await asyncio.sleep(policy.delay_ms / 1000)
+        await self._execute(order, executions)
+
+    async def _execute(self, order: dict, executions: list[tuple[int, int]]) -> None:
+        for shares, price in executions:
+            if order["status"] not in OPEN_STATES:
+                return                  # a cancel won the race
+            qty, filled = int(order["qty"]), int(order["filled_qty"])
+            shares = min(shares, qty - filled)
+            if shares <= 0:
+                return
+            notional = Decimal(order["filled_avg_price"] or 0) * filled + Decimal(price) / 100 * shares
+            filled += shares
+            order["filled_qty"] = str(filled)
+            order["filled_avg_price"] = str((notional / filled).quantize(Decimal("0.0001")))
+            done = filled >= qty
+            order["status"] = "filled" if done else "partially_filled"
+            if done:
+                order["filled_at"] = now_rfc3339()
+            signed = shares if order["side"] == "buy" else -shares
+            pos = self.positions.setdefault(order["symbol"], [0, Decimal(0)])
+            if signed > 0:
+                pos[1] += Decimal(price) / 100 * shares
+            elif pos[0]:
+                pos[1] -= pos[1] * shares / pos[0]
+            pos[0] += signed
+            await self._events(order, "fill" if done else "partial_fill",
+                               price=money(price), qty=str(shares), position_qty=str(pos[0]),
+                               execution_id=str(uuid.uuid4()))
+
+    async def list_orders(self, request: web.Request) -> web.Response:
+        q = request.query
+        status = q.get("status", "open")
+        symbols = set(filter(None, q.get("symbols", "").upper().split(",")))
+        limit = int(q.get("limit", 50))
+        found = [o for o in reversed(list(self.orders.values()))
+                 if (status == "all" or (o["status"] in OPEN_STATES) == (status == "open"))
+                 and (not symbols or o["symbol"] in symbols)]
+        return web.json_response([public(o) for o in found[:limit]])
+
+    def _find(self, order_id: str) -> Optional[dict]:
+        return self.orders.get(order_id)
+
+    async def get_order(self, request: web.Request) -> web.Response:
+        order = self._find(request.match_info["id"])
+        if order is None:
+            return error_body(404, "order not found", 40410000)
+        return web.json_response(public(order))
+
+    async def get_order_by_client_id(self, request: web.Request) -> web.Response:
+        coid = request.query.get("client_order_id")
+        for order in self.orders.values():
+            if order["client_order_id"] == coid:
+                return web.json_response(public(order))
+        return error_body(404, "order not found", 40410000)
+
+    async def cancel_order(self, request: web.Request) -> web.Response:
+        order_id = request.match_info["id"]
+        self.received.cancels.append(order_id)
+        self._notify()
+        order = self._find(order_id)
+        if order is None:
+            return error_body(404, "order not found", 40410000)
+        if order["status"] == "canceled":
+            return web.Response(status=204)
+        if order["status"] not in OPEN_STATES:
+            return error_body(422, f'order is already in "{order["status"]}" state', 42210000)
+        self._close(order, order["_cancel_event"])
+        asyncio.get_running_loop().create_task(self._events(order, order["_cancel_event"]))
+        return web.Response(status=204)
+
+    def _close(self, order: dict, event: str) -> None:
+        status = {"canceled": "canceled", "expired": "expired", "rejected": "rejected",
+                  "done_for_day": "done_for_day"}.get(event, event)
+        order["status"] = status
+        order[f"{'canceled' if status == 'canceled' else 'expired'}_at"] = now_rfc3339()
+
+    async def cancel_all(self, request: web.Request) -> web.Response:
+        result = []
+        for order in list(self.orders.values()):
+            if order["status"] in OPEN_STATES:
+                self.received.cancels.append(order["id"])
+                self._close(order, "canceled")
+                await self._events(order, "canceled")
+                result.append({"id": order["id"], "status": 200})
+        self._notify()
+        return web.json_response(result, status=207)
+
+    def _position_body(self, symbol: str) -> Optional[dict]:
+        qty, cost = self.positions.get(symbol, (0, Decimal(0)))
+        if qty == 0:
+            return None
+        avg = (cost / qty).quantize(Decimal("0.0001")) if qty else Decimal(0)
+        return {"asset_id": str(uuid.uuid5(uuid.NAMESPACE_OID, symbol)), "symbol": symbol,
+                "exchange": "NASDAQ", "asset_class": "us_equity", "qty": str(qty),
+                "qty_available": str(qty), "side": "long" if qty > 0 else "short",
+                "avg_entry_price": str(avg), "cost_basis": str(cost.quantize(Decimal("0.01")))}
+
+    async def list_positions(self, request: web.Request) -> web.Response:
+        return web.json_response([b for s in self.positions if (b := self._position_body(s))])
+
+    async def get_position(self, request: web.Request) -> web.Response:
+        body = self._position_body(request.match_info["symbol"].upper())
+        if body is None:
+            return error_body(404, "position does not exist", 40410000)
+        return web.json_response(body)
+
+    # --------------------------------------------------------- trading stream
+    async def trading_stream(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.received.trading_connections += 1
+        self._notify()
+        authed = False
+        try:
+            async for msg in ws:
+                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    break
+                req = json.loads(msg.data)
+                action = req.get("action")
+                if action in ("auth", "authenticate"):
+                    data = req.get("data") or {}
+                    key = req.get("key") or data.get("key_id")
+                    secret = req.get("secret") or data.get("secret_key")
+                    authed = (not self.refuse_auth and key == self.key_id
+                              and secret == self.secret_key)
+                    await ws.send_bytes(json.dumps({"stream": "authorization", "data": {
+                        "status": "authorized" if authed else "unauthorized",
+                        "action": "authenticate"}}).encode())
+                    if not authed:
+                        await ws.close()
+                elif action == "listen":
+                    if not authed:
+                        await ws.send_bytes(json.dumps({"stream": "authorization", "data": {
+                            "status": "unauthorized", "action": "listen"}}).encode())
+                        continue
+                    streams = [s for s in req["data"]["streams"] if s == "trade_updates"]
+                    if streams:
+                        self._trading_ws.add(ws)
+                        self.listening = True
+                    await ws.send_bytes(json.dumps(
+                        {"stream": "listening", "data": {"streams": streams}}).encode())
+                    self._notify()
+        finally:
+            self._trading_ws.discard(ws)
+            self.listening = bool(self._trading_ws)
+            self._notify()
+        return ws
+
+    async def _events(self, order: dict, event: str, **extra: str) -> None:
+        """Send one trade update for `order` to every listening client."""
+        data = {"event": event, "timestamp": now_rfc3339(), **extra, "order": public(order)}
+        await self._broadcast_trading({"stream": "trade_updates", "data": data})
+
+    async def _broadcast_trading(self, message: dict) -> None:
+        raw = json.dumps(message).encode()
+        for ws in list(self._trading_ws):
+            if not ws.closed:
+                await ws.send_bytes(raw)
+        self._notify()
+
+    # ----------------------------------------------------- market-data stream
+    async def data_stream(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        packed = request.headers.get("Content-Type", "") == "application/msgpack"
+        conn = (ws, packed)
+        self.received.data_connections += 1
+        self._notify()
+        send = sender(ws, packed)
+        await send([{"T": "success", "msg": "connected"}])
+        authed = False
+        try:
+            async for msg in ws:
+                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    break
+                req = msgpack.unpackb(msg.data) if msg.type == WSMsgType.BINARY else json.loads(msg.data)
+                action = req.get("action")
+                if action == "auth":
+                    if authed:
+                        await send([{"T": "error", "code": 403, "msg": "already authenticated"}])
+                    elif self.data_auth_error:
+                        code, text = self.data_auth_error
+                        await send([{"T": "error", "code": code, "msg": text}])
+                        await ws.close()
+                    elif (self.refuse_auth or req.get("key") != self.key_id
+                          or req.get("secret") != self.secret_key):
+                        await send([{"T": "error", "code": 402, "msg": "auth failed"}])
+                        await ws.close()
+                    else:
+                        authed = True
+                        await send([{"T": "success", "msg": "authenticated"}])
+                elif action in ("subscribe", "unsubscribe"):
+                    if not authed:
+                        await send([{"T": "error", "code": 401, "msg": "not authenticated"}])
+                        continue
+                    for channel in ("trades", "quotes"):
+                        names = set(req.get(channel) or ())
+                        if action == "subscribe":
+                            self.subscriptions[channel] |= names
+                        else:
+                            self.subscriptions[channel] -= names
+                    self._data_ws.add(conn)
+                    trades = sorted(self.subscriptions["trades"])
+                    await send([{"T": "subscription", "trades": trades,
+                                 "quotes": sorted(self.subscriptions["quotes"]), "bars": [],
+                                 "updatedBars": [], "dailyBars": [], "statuses": [],
+                                 "lulds": [], "corrections": trades, "cancelErrors": trades}])
+                    self._notify()
+                else:
+                    await send([{"T": "error", "code": 400, "msg": "invalid syntax"}])
+        finally:
+            self._data_ws.discard(conn)
+            if not self._data_ws:
+                self.subscriptions = {"trades": set(), "quotes": set()}
+            self._notify()
+        return ws
+
+    async def _broadcast_data(self, messages: list[dict]) -> None:
+        channel = {"q": "quotes", "t": "trades"}
+        wanted = [m for m in messages if m["S"] in self.subscriptions[channel[m["T"]]]]
+        if not wanted:
+            return
+        for ws, packed in list(self._data_ws):
+            if not ws.closed:
+                await sender(ws, packed)(wanted)
+
+    # ------------------------------------------------- test API (any thread)
+    def call(self, fn: Callable, *args: Any) -> Any:
+        """Run `fn(*args)` (a coroutine function) on the server's loop."""
+        return asyncio.run_coroutine_threadsafe(fn(*args), self._loop).result(WAIT_S)
+
+    def push(self, *messages: dict) -> None:
+        """Send quotes/trades (built by `quote`/`trade`) in one frame.
+
+        Quotes also move the matching engine's book.
+        """
+        for m in messages:
+            if m["T"] == "q":
+                self.book[m["S"]] = (round(m["bp"] * 100), round(m["ap"] * 100), m["bs"], m["as"])
+        self.call(self._broadcast_data, list(messages))
+
+    def wait_until(self, predicate: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
+        """Block until predicate() is truthy (re-checked on every change)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not (result := predicate()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+                self._changed.wait(min(left, 0.05))
+        return result
+
+    def wait_ready(self, symbol: str, timeout: float = WAIT_S) -> None:
+        """Until a client listens to trade_updates and is subscribed to the
+        symbol's quotes and trades."""
+        self.wait_until(lambda: self.listening and symbol in self.subscriptions["quotes"]
+                        and symbol in self.subscriptions["trades"],
+                        f"the bot to subscribe to {symbol} and listen", timeout)
+
+    def wait_orders(self, n: int, timeout: float = WAIT_S) -> list[dict]:
+        """Until at least n orders were POSTed; return all of them."""
+        return self.wait_until(lambda: len(self.received.orders) >= n and self.received.orders,
+                               f"{n} order(s) (have {len(self.received.orders)})", timeout)
+
+    def wait_cancels(self, n: int, timeout: float = WAIT_S) -> list[str]:
+        return self.wait_until(lambda: len(self.received.cancels) >= n and self.received.cancels,
+                               f"{n} cancel(s) (have {len(self.received.cancels)})", timeout)
+
+    def order_by_client_id(self, coid: str) -> dict:
+        return next(o for o in self.orders.values() if o["client_order_id"] == coid)
+
+    def position_qty(self, symbol: str) -> int:
+        return self.positions.get(symbol, [0])[0]
+
+    def open_orders(self) -> list[dict]:
+        return [o for o in self.orders.values() if o["status"] in OPEN_STATES]
+
+    def force(self, method: str, route: str, status: int, message: str = "forced error",
+              times: Optional[int] = 1) -> None:
+        """Answer `method route` (e.g. "POST", "/v2/orders") with `status`."""
+        self.faults[(method, route)] = Fault(status, message, times)
+
+    def send_update(self, order: dict, event: str, **extra: str) -> None:
+        """Send a trade update by hand (e.g. for an order the bot never placed)."""
+        self.call(functools.partial(self._events, order, event, **extra))
+
+    def foreign_order(self, symbol: str, side: str = "buy", qty: int = 100,
+                      filled: int = 100, price_cents: int = 1000) -> dict:
+        """An order that exists at the 'broker' but was not placed by the bot."""
+        order = new_order(symbol, side, "limit", "day", qty, price_cents,
+                          f"manual-{uuid.uuid4().hex[:8]}")
+        order.update(filled_qty=str(filled), filled_avg_price=money(price_cents),
+                     status="filled" if filled >= qty else "partially_filled")
+        self.orders[order["id"]] = order
+        return order
+
+    def drop_data_stream(self) -> None:
+        self.call(self._drop, [ws for ws, _ in self._data_ws])
+
+    def drop_trading_stream(self) -> None:
+        self.call(self._drop, list(self._trading_ws))
+
+    async def _drop(self, sockets: list) -> None:
+        for ws in sockets:
+            await ws.close(code=1011, message=b"dropped by the fake")
+
+
+def sender(ws: web.WebSocketResponse, packed: bool) -> Callable:
+    """A sender in the connection's codec: msgpack binary or JSON text."""
+    async def send(messages: list[dict]) -> None:
+        if packed:
+            await ws.send_bytes(msgpack.packb([_msgpack_times(m) for m in messages]))
+        else:
+            await ws.send_str(json.dumps([_json_times(m) for m in messages]))
+    return send
+
+
+def _json_times(m: dict) -> dict:
+    return {**m, "t": rfc3339(m["t"])} if "t" in m else m
+
+
+def _msgpack_times(m: dict) -> dict:
+    return {**m, "t": msgpack.Timestamp.from_unix_nano(m["t"])} if "t" in m else m
+
+
+def new_order(symbol: str, side: str, kind: str, tif: str, qty: int,
+              limit_cents: Optional[int], coid: str) -> dict:
+    """An Alpaca order object: every number a string, nullable fields null."""
+    now = now_rfc3339()
+    return {"id": str(uuid.uuid4()), "client_order_id": coid, "created_at": now,
+            "updated_at": now, "submitted_at": now, "filled_at": None, "expired_at": None,
+            "canceled_at": None, "failed_at": None, "replaced_at": None, "replaced_by": None,
+            "replaces": None, "asset_id": str(uuid.uuid5(uuid.NAMESPACE_OID, symbol)),
+            "symbol": symbol, "asset_class": "us_equity", "notional": None, "qty": str(qty),
+            "filled_qty": "0", "filled_avg_price": None, "order_class": "", "order_type": kind,
+            "type": kind, "side": side, "time_in_force": tif,
+            "limit_price": money(limit_cents) if limit_cents is not None else None,
+            "stop_price": None, "status": "new", "extended_hours": False, "legs": None,
+            "trail_percent": None, "trail_price": None, "hwm": None}
+
+
+def public(order: dict) -> dict:
+    """The order as Alpaca shows it (without the fake's private keys)."""
+    return {k: v for k, v in order.items() if not k.startswith("_")}
+
+
+def quote(symbol: str, bid: int, ask: int, bid_size: int, ask_size: int, t_ns: int) -> dict:
+    """A v2 quote message; prices in cents here, dollars on the wire."""
+    return {"T": "q", "S": symbol, "bx": "V", "bp": bid / 100, "bs": bid_size,
+            "ax": "V", "ap": ask / 100, "as": ask_size, "c": ["R"], "z": "C", "t": t_ns}
+
+
+_trade_ids = iter(range(1, 1 << 62))
+
+
+def trade(symbol: str, price: int, size: int, t_ns: int) -> dict:
+    """A v2 trade message; price in cents here, dollars on the wire."""
+    return {"T": "t", "S": symbol, "i": next(_trade_ids), "x": "V", "p": price / 100,
+            "s": size, "c": ["@"], "z": "C", "t": t_ns}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A local fake Alpaca on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=0, help="port (default: any free one)")
+    args = parser.parse_args()
+    fake = FakeAlpaca()
+
+    async def run() -> None:
+        await fake.serve(args.port)
+        print(f"fake Alpaca listening on {fake.url}  (Ctrl+C to stop)")
+        print("point the bot at it with:")
+        for name, value in fake.env().items():
+            print(f"  export {name}={value}")
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Shared test helpers: the bot as a subprocess, and market scenarios.
+
+Prices are integer cents and times are exchange nanoseconds chosen by the
+test (moved by hand, never slept), as in STRATEGY.md.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from tests.fake_alpaca import FakeAlpaca, quote, trade
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "tick_taker.py"
+SYMBOL = "MU"
+T0 = 1_795_000_000_000_000_000          # exchange time base (ns since the epoch)
+MS = 1_000_000
+WAIT_S = 10.0
+SENTINEL_BID = 9000                      # far from every scenario's prices
+
+
+def at(ms: float) -> int:
+    """Exchange time `ms` milliseconds after T0."""
+    return T0 + round(ms * MS)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The caller's environment without any Alpaca settings, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APCA_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class Bot:
+    """The real, unmodified tick_taker.py in a subprocess."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.log_path = cwd / "bot.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env,
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, text: str, timeout: float = WAIT_S) -> str:
+        """Until `text` appears in the bot's output (or it exits)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.output()
+            if text in out:
+                return out
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"bot never logged {text!r}; output:\n{self.output()}")
+
+    def wait_exit(self, timeout: float = WAIT_S) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"bot did not exit in {timeout}s; output:\n{self.output()}")
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = WAIT_S) -> int:
+        """One Ctrl+C (or `sig`); return the exit code."""
+        self.proc.send_signal(sig)
+        return self.wait_exit(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(WAIT_S)
+        self._log.close()
+
+
+def start_bot(fake: FakeAlpaca, tmp_path: Path, *args: str, symbol: str = SYMBOL,
+              quantity: Optional[int] = 500, env: Optional[dict] = None,
+              ready: bool = True) -> Bot:
+    """Start the bot against `fake` with the real CLI and environment variables."""
+    argv = ["--symbol", symbol, *([] if quantity is None else ["--quantity", str(quantity)]),
+            *args]
+    bot = Bot(argv, clean_env(**fake.env(), **(env or {})), tmp_path)
+    if ready:
+        try:
+            fake.wait_ready(symbol)
+        except AssertionError:
+            bot.kill()
+            raise AssertionError(f"bot not ready; output:\n{bot.output()}")
+    return bot
+
+
+# --------------------------------------------------------------- scenarios
+def arm(fake: FakeAlpaca, bid: int, t: float, bid_size: int = 900, ask_size: int = 300,
+        up: bool = True, symbol: str = SYMBOL) -> float:
+    """Make (bid, bid+1) an armed level: a level one tick away, then this one.
+
+    Returns the level time (ms)."""
+    prev = bid - 1 if up else bid + 1
+    fake.push(quote(symbol, prev, prev + 1, 100, 100, at(t)),
+              quote(symbol, bid, bid + 1, bid_size, ask_size, at(t + 1)))
+    return t + 1
+
+
+def buy_signal(fake: FakeAlpaca, bid: int, t: float, symbol: str = SYMBOL) -> None:
+    """An armed level with a bid-heavy book, then a 100-share print at its ask."""
+    level_t = arm(fake, bid, t, bid_size=900, ask_size=300, symbol=symbol)
+    fake.push(trade(symbol, bid + 1, 100, at(level_t + 60)))
+
+
+def sell_signal(fake: FakeAlpaca, bid: int, t: float, symbol: str = SYMBOL) -> None:
+    """An armed level with an ask-heavy book, then a 100-share print at its bid."""
+    level_t = arm(fake, bid, t, bid_size=300, ask_size=900, up=False, symbol=symbol)
+    fake.push(trade(symbol, bid, 100, at(level_t + 60)))
+
+
+def sentinel(fake: FakeAlpaca, n_before: int, side: str = "buy", t: float = 900_000) -> list[dict]:
+    """Prove what the bot did NOT send: a signal the bot must follow, far from
+    every scenario price. Orders go out in decision order, so once the
+    sentinel's order arrives, all earlier decisions have been sent too.
+
+    Returns the orders received before the sentinel's (asserting it came
+    last and that exactly `n_before` came before it)."""
+    (buy_signal if side == "buy" else sell_signal)(fake, SENTINEL_BID, t)
+    orders = fake.wait_orders(n_before + 1)
+    last = orders[-1]
+    expected = SENTINEL_BID + 1 if side == "buy" else SENTINEL_BID
+    assert (last["side"], limit_cents(last)) == (side, expected), orders
+    assert len(orders) == n_before + 1, orders
+    return orders[:-1]
+
+
+def limit_cents(order: dict) -> int:
+    return round(float(order["limit_price"]) * 100)
