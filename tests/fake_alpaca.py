@@ -157,7 +157,7 @@ class FakeAlpaca:
         return app
 
     async def serve(self, port: int = 0) -> None:
-        self._runner = web.AppRunner(self.app(), handle_signals=False)
+        self._runner = web.AppRunner(self.app(), handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
@@ -205,6 +205,11 @@ class FakeAlpaca:
         route = request.match_info.route.resource
         key = (request.method, route.canonical if route else request.path)
         self.received.requests.append(key)
+        if key == ("POST", "/v2/orders"):          # recorded even when a fault answers
+            self.received.orders.append(await request.json())
+        elif key == ("DELETE", "/v2/orders/{id}"):
+            self.received.cancels.append(request.match_info["id"])
+        self._notify()
         if (delay := self.latency_s.get(key)):
             await asyncio.sleep(delay)
         if not key[1].startswith(("/stream", "/v2/{feed")):
@@ -259,8 +264,6 @@ class FakeAlpaca:
 
     async def post_order(self, request: web.Request) -> web.Response:
         body = await request.json()
-        self.received.orders.append(body)
-        self._notify()
         try:
             qty = int(body["qty"])
             side, kind, tif = body["side"], body["type"], body["time_in_force"]
@@ -360,10 +363,7 @@ class FakeAlpaca:
         return error_body(404, "order not found", 40410000)
 
     async def cancel_order(self, request: web.Request) -> web.Response:
-        order_id = request.match_info["id"]
-        self.received.cancels.append(order_id)
-        self._notify()
-        order = self._find(order_id)
+        order = self._find(request.match_info["id"])
         if order is None:
             return error_body(404, "order not found", 40410000)
         if order["status"] == "canceled":

@@ -1,0 +1,393 @@
+"""End to end: the real tick_taker.py, as a subprocess with the real CLI and
+environment, against the fake Alpaca on 127.0.0.1. The bot is judged by what
+the fake receives (orders, cancels) and by what it prints.
+
+Negative cases ("nothing is sent") end with a sentinel signal the bot must
+follow: orders leave in decision order, so when the sentinel's order is the
+only one received, nothing was sent before it.
+"""
+from __future__ import annotations
+
+import re
+import signal
+
+import pytest
+
+from tests.fake_alpaca import SECRET_KEY, FillPolicy, quote, trade
+from tests.helpers import (SYMBOL, Bot, at, arm, buy_signal, clean_env, limit_cents, sell_signal,
+                           sentinel)
+
+SUMMARY = re.compile(r"SUMMARY (\w+): orders sent (\d+), bought (\d+), sold (\d+), "
+                     r"position ([+-]\d+) shares, realized P&L ([+-])\$(\d+\.\d\d)")
+
+
+def summary(output: str) -> dict:
+    m = SUMMARY.search(output)
+    assert m, f"no summary in:\n{output}"
+    sign = -1 if m[6] == "-" else 1
+    return {"orders": int(m[2]), "bought": int(m[3]), "sold": int(m[4]),
+            "position": int(m[5]), "realized": sign * float(m[7])}
+
+
+def stop_cleanly(bot) -> str:
+    """One Ctrl+C: exit 0, a summary, no traceback, no secret."""
+    rc = bot.stop()
+    out = bot.output()
+    assert rc == 0, out
+    assert_clean(out)
+    return out
+
+
+def warnings(out: str) -> list[str]:
+    """Warning and error lines, but for the expected IEX-feed warning."""
+    return [line for line in out.splitlines()
+            if ("WARNING" in line or "ERROR" in line) and "feed iex" not in line]
+
+
+def assert_clean(out: str) -> None:
+    assert "Traceback" not in out, out
+    assert SECRET_KEY not in out
+
+
+# ------------------------------------------------------------- the strategy
+def test_buy_signal_sends_a_day_limit_for_one_lot_at_the_ask_then_cancels_it(fake, bot):
+    """Buy one lot with a limit at the level's ask ... Each order is a `day` limit
+    order for 100 shares, followed at once by a cancel of that order."""
+    fake.default_policy = FillPolicy(shares=0)          # rests: the cancel really cancels
+    buy_signal(fake, 1000, t=0)
+    [order] = fake.wait_orders(1)
+    assert (order["symbol"], order["side"], order["type"], order["time_in_force"],
+            int(order["qty"]), limit_cents(order)) == (SYMBOL, "buy", "limit", "day", 100, 1001)
+    assert order["client_order_id"].startswith("tick-taker-")
+    [cancelled] = fake.wait_cancels(1)
+    assert fake.order_by_client_id(order["client_order_id"])["id"] == cancelled
+    assert summary(stop_cleanly(bot))["position"] == 0
+
+
+def test_sell_signal_sells_one_lot_at_the_bid_from_shares_bought(fake, bot):
+    """Sell one lot with a limit at the level's bid when the trade printed at the bid,
+    live ask size > 1.8 x live bid size, and held - pending sells >= 100."""
+    buy_signal(fake, 1000, t=0)
+    bot.wait_log("FILL BUY 100")
+    sell_signal(fake, 1010, t=1000)
+    orders = fake.wait_orders(2)
+    assert [(o["side"], limit_cents(o)) for o in orders] == [("buy", 1001), ("sell", 1010)]
+    bot.wait_log("FILL SELL 100")
+    s = summary(stop_cleanly(bot))
+    assert (s["bought"], s["sold"], s["position"], s["realized"]) == (100, 100, 0, 9.00)  # 100 x (10.10 - 10.01)
+    assert fake.position_qty(SYMBOL) == 0
+
+
+def test_never_sells_short(fake, bot):
+    """Sell ... held - pending sells >= 100 (it never sells short)."""
+    sell_signal(fake, 1000, t=0)
+    assert sentinel(fake, 0) == []
+    stop_cleanly(bot)
+
+
+def test_first_level_is_never_armed(fake, bot):
+    """The first level seen is never armed."""
+    fake.push(quote(SYMBOL, 1000, 1001, 900, 300, at(0)), trade(SYMBOL, 1001, 100, at(100)))
+    assert sentinel(fake, 0) == []
+
+
+def test_jump_of_more_than_a_cent_is_not_armed(fake, bot):
+    """A jump of more than a cent (possible news) makes a level that is not armed."""
+    fake.push(quote(SYMBOL, 1000, 1001, 100, 100, at(0)),
+              quote(SYMBOL, 1002, 1003, 900, 300, at(1)),
+              trade(SYMBOL, 1003, 100, at(100)))
+    assert sentinel(fake, 0) == []
+
+
+def test_one_side_move_does_not_rearm_or_reset_the_level(fake, bot):
+    """A quote that is not a level change (only one side moved) changes no level state."""
+    level_t = arm(fake, 1000, t=0)
+    fake.push(quote(SYMBOL, 1000, 1002, 900, 300, at(level_t + 30)),   # ask moved alone
+              quote(SYMBOL, 1000, 1001, 900, 300, at(level_t + 40)),   # back: not a change
+              trade(SYMBOL, 1001, 100, at(level_t + 51)))              # 51 ms after the level
+    [order] = fake.wait_orders(1)
+    assert limit_cents(order) == 1001
+
+
+def test_widened_live_quote_sends_nothing(fake, bot):
+    """The live quote is at the level ... when the spread has widened, nothing is done."""
+    level_t = arm(fake, 1000, t=0)
+    fake.push(quote(SYMBOL, 1000, 1002, 900, 300, at(level_t + 10)),
+              trade(SYMBOL, 1001, 100, at(level_t + 60)))
+    assert sentinel(fake, 0) == []
+
+
+@pytest.mark.parametrize("after_ms, sent", [(50, False), (51, True)])
+def test_trade_must_come_more_than_50ms_after_the_level(fake, bot, after_ms, sent):
+    """The trade's time is more than 50 ms after the level time."""
+    level_t = arm(fake, 1000, t=0)
+    fake.push(trade(SYMBOL, 1001, 100, at(level_t + after_ms)))
+    assert len(sentinel(fake, int(sent))) == int(sent)
+
+
+@pytest.mark.parametrize("size, sent", [(99, False), (100, True)])
+def test_trade_must_be_at_least_one_lot(fake, bot, size, sent):
+    """The trade's size is at least one lot (100)."""
+    level_t = arm(fake, 1000, t=0)
+    fake.push(trade(SYMBOL, 1001, size, at(level_t + 60)))
+    assert len(sentinel(fake, int(sent))) == int(sent)
+
+
+@pytest.mark.parametrize("bid_size, sent", [(540, False), (541, True)])
+def test_bid_size_must_exceed_1_8_times_ask_size(fake, bot, bid_size, sent):
+    """Buy ... when live bid size > 1.8 x live ask size."""
+    level_t = arm(fake, 1000, t=0, bid_size=bid_size, ask_size=300)
+    fake.push(trade(SYMBOL, 1001, 100, at(level_t + 60)))
+    assert len(sentinel(fake, int(sent))) == int(sent)
+
+
+def test_one_attempt_per_level(fake, bot):
+    """An attempt (an order sent, whatever its outcome) disarms the level."""
+    level_t = arm(fake, 1000, t=0)
+    fake.push(trade(SYMBOL, 1001, 100, at(level_t + 60)),
+              trade(SYMBOL, 1001, 100, at(level_t + 70)),
+              trade(SYMBOL, 1001, 300, at(level_t + 80)))
+    assert len(sentinel(fake, 1)) == 1
+
+
+def test_quantity_100_buys_one_lot(fake, run_bot):
+    """Buy ... held + pending buys + 100 <= --quantity (the example's --quantity 100
+    never bought)."""
+    bot = run_bot(quantity=100)
+    buy_signal(fake, 1000, t=0)
+    bot.wait_log("FILL BUY")
+    for i in range(1, 3):
+        buy_signal(fake, 1000 + 10 * i, t=1000 * i)
+    assert len(sentinel(fake, 1, side="sell")) == 1
+    bot.wait_log("FILL SELL")
+    assert summary(stop_cleanly(bot))["bought"] == 100
+
+
+def test_quantity_500_reaches_500(fake, bot):
+    """held + pending buys + 100 <= --quantity (the example's 500 stopped at 400)."""
+    for i in range(7):
+        buy_signal(fake, 1000 + 10 * i, t=1000 * i)
+        if i < 5:                                 # each fills against its own book
+            fake.wait_until(lambda: fake.position_qty(SYMBOL) == 100 * (i + 1), "a fill")
+    assert len(sentinel(fake, 5, side="sell")) == 5
+    bot.wait_log("FILL SELL")
+    s = summary(stop_cleanly(bot))
+    assert (s["orders"], s["bought"], s["position"]) == (6, 500, 400)
+
+
+# ------------------------------------------------------------ the accounting
+def test_partial_fill_40_then_fill_holds_100(fake, bot):
+    """On partial_fill and fill: the change in cumulative filled_qty moves from
+    pending to held (the example counted 140)."""
+    fake.policies = [FillPolicy(pieces=(40, 60))]
+    buy_signal(fake, 1000, t=0)
+    bot.wait_log("(fill; position +100)")
+    s = summary(stop_cleanly(bot))
+    assert (s["bought"], s["position"]) == (100, fake.position_qty(SYMBOL)) == (100, 100)
+
+
+def test_fill_before_the_rest_reply_is_counted_once(fake, bot):
+    """Before an order is sent it is registered ... so an update that arrives before
+    the REST call returns is counted; a refused cancel is normal."""
+    fake.policies = [FillPolicy(before_reply=True)]
+    buy_signal(fake, 1000, t=0)
+    fake.wait_cancels(1)
+    out = bot.wait_log("cancel of")
+    assert "not needed" in out and warnings(out) == []
+    assert summary(stop_cleanly(bot))["position"] == 100
+
+
+def test_expired_order_releases_its_pending_shares(fake, run_bot):
+    """On any terminal event (... expired ...): release what is still pending
+    (the example's `expired` blocked buying for good)."""
+    bot = run_bot(quantity=100)
+    fake.policies = [FillPolicy(shares=0, cancel_event="expired")]
+    buy_signal(fake, 1000, t=0)
+    bot.wait_log("EXPIRED")
+    buy_signal(fake, 1010, t=1000)
+    orders = fake.wait_orders(2)
+    assert [limit_cents(o) for o in orders] == [1001, 1011]
+
+
+def test_update_for_an_order_this_run_did_not_place_is_ignored(fake, run_bot):
+    """Updates for orders this run did not place (another symbol, a manual order, an
+    earlier run) are ignored and never change the position."""
+    bot = run_bot("--debug", quantity=100)
+    for symbol in (SYMBOL, "AAPL"):
+        fake.send_update(fake.foreign_order(symbol), "fill", qty="100", price="10.00",
+                         position_qty="100")
+    bot.wait_log("ignoring fill")
+    buy_signal(fake, 1000, t=0)                  # still room for one lot
+    [order] = fake.wait_orders(1)
+    bot.wait_log("FILL BUY")
+    assert summary(stop_cleanly(bot))["position"] == 100
+
+
+def test_fills_are_applied_while_an_order_call_is_in_flight(fake, bot):
+    """Order I/O never blocks the event loop: quotes and trades keep flowing while
+    an order is in flight (the example froze for two REST round trips)."""
+    fake.policies = [FillPolicy(before_reply=True)]
+    fake.latency_s[("DELETE", "/v2/orders/{id}")] = 3.0
+    buy_signal(fake, 1000, t=0)
+    fake.wait_cancels(1)                         # the cancel is now stuck for 3 s
+    buy_signal(fake, 1010, t=1000)               # ... and the next signal is decided
+    bot.wait_log("BUY 100 MU @ 10.11", timeout=2.0)
+
+
+# ----------------------------------------------------------------- the faults
+def test_403_on_submit_keeps_running_without_phantom_shares(fake, run_bot):
+    """If sending the order fails, release its pending shares at once."""
+    bot = run_bot(quantity=100)
+    fake.force("POST", "/v2/orders", 403, "insufficient buying power")
+    buy_signal(fake, 1000, t=0)
+    bot.wait_log("REJECTED")
+    buy_signal(fake, 1010, t=1000)
+    assert [limit_cents(o) for o in fake.wait_orders(2)] == [1001, 1011]
+    bot.wait_log("FILL BUY")
+    s = summary(stop_cleanly(bot))
+    assert (s["orders"], s["position"]) == (1, fake.position_qty(SYMBOL)) == (1, 100)
+
+
+def test_500_on_cancel_keeps_running_and_ctrl_c_cancels_the_order(fake, bot):
+    """One Ctrl+C: cancel own open orders, summary, exit (no order left open)."""
+    fake.default_policy = FillPolicy(shares=0)
+    fake.force("DELETE", "/v2/orders/{id}", 500, "internal server error")
+    buy_signal(fake, 1000, t=0)
+    bot.wait_log("cancel of")
+    assert len(fake.open_orders()) == 1
+    buy_signal(fake, 1010, t=1000)               # still trading
+    fake.wait_cancels(2)
+    stop_cleanly(bot)
+    assert fake.open_orders() == []
+
+
+def test_ctrl_c_cancels_an_order_whose_fill_is_late(fake, bot):
+    """One Ctrl+C: stop the streams, cancel this run's open orders, print a summary."""
+    fake.default_policy = FillPolicy(shares=0)
+    fake.latency_s[("DELETE", "/v2/orders/{id}")] = 0.5
+    buy_signal(fake, 1000, t=0)
+    fake.wait_until(lambda: fake.received.requests.count(("DELETE", "/v2/orders/{id}")),
+                    "the cancel to start")
+    out = stop_cleanly(bot)
+    assert fake.open_orders() == []
+    assert summary(out) == {"orders": 1, "bought": 0, "sold": 0, "position": 0, "realized": 0}
+
+
+def test_sigterm_stops_like_ctrl_c(fake, bot):
+    """One Ctrl+C (SIGINT, and SIGTERM too): ... exit 0."""
+    assert bot.stop(signal.SIGTERM) == 0
+    assert "SUMMARY" in bot.output()
+
+
+def test_second_ctrl_c_exits_at_once(fake, bot):
+    """A second Ctrl+C exits at once. No traceback either way."""
+    fake.default_policy = FillPolicy(shares=0)
+    fake.force("DELETE", "/v2/orders/{id}", 500, times=1)
+    buy_signal(fake, 1000, t=0)
+    bot.wait_log("cancel of")
+    fake.latency_s[("DELETE", "/v2/orders/{id}")] = 30.0
+    bot.proc.send_signal(signal.SIGINT)
+    fake.wait_until(lambda: fake.received.requests.count(("DELETE", "/v2/orders/{id}")) >= 2,
+                    "the shutdown cancel to start")
+    rc = bot.stop(timeout=3)
+    assert rc != 0 and "exiting now" in bot.output()
+    assert_clean(bot.output())
+
+
+def test_dropped_stream_ends_the_run_with_a_summary_and_nonzero_exit(fake, bot):
+    """A stream that drops is logged; it ends the run as Ctrl+C does, with a non-zero exit."""
+    fake.default_policy = FillPolicy(shares=0)
+    fake.force("DELETE", "/v2/orders/{id}", 500)
+    buy_signal(fake, 1000, t=0)
+    bot.wait_log("cancel of")
+    fake.drop_data_stream()
+    assert bot.wait_exit() == 1
+    out = bot.output()
+    assert "market-data stream ended" in out and "SUMMARY" in out
+    assert_clean(out)
+    assert fake.open_orders() == []
+
+
+# ---------------------------------------------------------------- start-up
+def test_refused_keys_exit_nonzero_with_a_clear_message(fake, run_bot):
+    """Refused keys end the run with a clear message and a non-zero exit, no
+    traceback, no reconnect loop."""
+    fake.refuse_auth = True
+    bot = run_bot(ready=False)
+    assert bot.wait_exit() == 1
+    out = bot.output()
+    assert "refused the API keys" in out
+    assert_clean(out)
+    assert fake.received.requests == [("GET", "/v2/account")]
+    assert fake.received.data_connections == fake.received.trading_connections == 0
+
+
+def test_data_stream_connection_limit_is_explained(fake, run_bot):
+    """Refused data connection: a clear message, not a 10 ms reconnect loop."""
+    fake.data_auth_error = (406, "connection limit exceeded")
+    bot = run_bot(ready=False)
+    assert bot.wait_exit() == 1
+    out = bot.output()
+    assert "another program already holds" in out
+    assert_clean(out)
+    assert fake.received.data_connections == 1
+
+
+def test_missing_keys_exit_nonzero_naming_the_variables(fake, tmp_path):
+    """With no keys, exit non-zero at once with a message naming
+    APCA_API_KEY_ID/APCA_API_SECRET_KEY and .env.example."""
+    env = {k: v for k, v in fake.env().items() if "KEY" not in k}
+    bot = Bot(["--symbol", SYMBOL], clean_env(**env), tmp_path)
+    assert bot.wait_exit() == 2
+    out = bot.output()
+    assert all(s in out for s in ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY", ".env.example"))
+    assert "Traceback" not in out and fake.received.requests == []
+
+
+@pytest.mark.parametrize("args", [["--quantity", "150"], ["--quantity", "0"],
+                                  ["--quantity", "abc"], ["--feed", "nasdaq"]])
+def test_bad_flags_exit_nonzero_naming_the_flag(fake, tmp_path, args):
+    """--quantity must be a positive multiple of 100, else an argparse error that
+    names --quantity."""
+    bot = Bot(args, clean_env(**fake.env()), tmp_path)
+    assert bot.wait_exit() == 2
+    assert args[0] in bot.output() and fake.received.requests == []
+
+
+def test_env_file_supplies_keys_but_never_overrides_the_environment(fake, tmp_path):
+    """Precedence: flag > environment > a .env file (never overriding the real
+    environment) > default."""
+    (tmp_path / ".env").write_text(f"APCA_API_KEY_ID={fake.key_id}\n"
+                                   f"APCA_API_SECRET_KEY={fake.secret_key}\n"
+                                   f"APCA_API_BASE_URL=http://127.0.0.1:9\n")
+    env = clean_env(APCA_API_BASE_URL=fake.url, APCA_API_STREAM_URL=fake.url)
+    bot = Bot(["--symbol", SYMBOL], env, tmp_path)
+    fake.wait_ready(SYMBOL)
+    stop_cleanly(bot)
+
+
+def test_flags_override_the_environment(fake, tmp_path):
+    """Precedence: flag > environment."""
+    env = clean_env(APCA_API_KEY_ID="PKWRONG", APCA_API_SECRET_KEY="wrong",
+                    APCA_API_BASE_URL="http://127.0.0.1:9", APCA_API_STREAM_URL="http://127.0.0.1:9")
+    bot = Bot(["--symbol", SYMBOL, "--key-id", fake.key_id, "--secret-key", fake.secret_key,
+               "--base-url", fake.url, "--data-url", fake.url], env, tmp_path)
+    fake.wait_ready(SYMBOL)
+    stop_cleanly(bot)
+
+
+def test_blocked_account_refuses_to_start(fake, run_bot):
+    """Refuse to start when the account says trading is blocked."""
+    fake.account_extra = {"trading_blocked": True}
+    bot = run_bot(ready=False)
+    assert bot.wait_exit() == 1
+    assert "trading_blocked" in bot.output() and fake.received.data_connections == 0
+
+
+def test_removed_pdt_fields_are_read_only_if_present(fake, run_bot):
+    """Alpaca removed pattern_day_trader and daytrade_count in July 2026: read such
+    fields only if present."""
+    fake.account_extra = {"pattern_day_trader": False, "daytrade_count": 2}
+    bot = run_bot()
+    assert "daytrade_count: 2" in bot.wait_log("daytrade_count")
+    stop_cleanly(bot)

@@ -1,0 +1,379 @@
+"""Unit tests of the pure parts: Quote, Position, decide().
+
+One test per rule of STRATEGY.md (quoted in each docstring), then one per
+row of its defects table. Prices in integer cents, times in exchange ns
+moved by hand.
+"""
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+
+import pytest
+
+import tick_taker as tt
+from tick_taker import LOT, Position, Quote, decide
+
+MS = 1_000_000
+
+
+def make_quote(bid: int, ask: int, bid_size: int = 100, ask_size: int = 100,
+               t_ms: float = 0, q: Quote | None = None) -> Quote:
+    q = q or Quote()
+    q.on_quote(bid, ask, bid_size, ask_size, round(t_ms * MS))
+    return q
+
+
+def armed_level(bid: int = 1000, bid_size: int = 900, ask_size: int = 300,
+                up: bool = True) -> Quote:
+    """A Quote whose level (bid, bid+1) was armed at t = 1 ms."""
+    prev = bid - 1 if up else bid + 1
+    q = make_quote(prev, prev + 1, t_ms=0)
+    return make_quote(bid, bid + 1, bid_size, ask_size, t_ms=1, q=q)
+
+
+def print_at(q: Quote, p: Position, price: int, size: int = 100, t_ms: float = 60):
+    return decide(q, p, price, size, round(t_ms * MS))
+
+
+def fill(p: Position, coid: str, event: str, filled: int, avg_cents: int = 1001) -> int:
+    return p.on_update(coid, event, filled, Decimal(avg_cents))
+
+
+# ----------------------------------------------------------------- constants
+def test_constants_match_the_contract():
+    """Constants: lot 100 shares, ratio 1.8, quote guard 50 ms, tick 1 cent."""
+    assert (tt.LOT, tt.IMBALANCE_RATIO, tt.QUOTE_GUARD_NS, tt.TICK_CENTS) == \
+        (100, Decimal("1.8"), 50 * MS, 1)
+
+
+def test_prices_become_integer_cents_at_the_edge():
+    """All prices are handled as integer cents (convert once: round(price * 100))."""
+    assert [tt.to_cents(x) for x in (10.01, "41.19", 0.29, 1.005 + 1e-9)] == [1001, 4119, 29, 101]
+
+
+def test_rfc3339_times_become_exchange_nanoseconds():
+    """Times are the exchange timestamps carried by the messages (nanoseconds)."""
+    base = tt.parse_ns("2026-03-02T15:04:05Z")
+    assert tt.parse_ns("2026-03-02T15:04:05.123456789Z") - base == 123_456_789
+    assert tt.parse_ns("2026-03-02T15:04:05.2Z") - base == 200_000_000
+    assert tt.parse_ns("2026-03-02T10:04:05-05:00") == base
+
+
+# ------------------------------------------------------------ level tracking
+def test_live_quote_takes_every_quote():
+    """On every quote: the live quote takes the quote's bid, ask, bid size and ask size."""
+    q = make_quote(1000, 1001)
+    make_quote(998, 1003, 700, 200, q=q)
+    assert (q.bid, q.ask, q.bid_size, q.ask_size) == (998, 1003, 700, 200)
+
+
+def test_one_cent_spread_with_both_sides_moved_is_a_level_change():
+    """A level change: spread exactly one cent AND bid differs AND ask differs;
+    the level time is the quote's time."""
+    q = make_quote(1000, 1001, t_ms=0)
+    assert q.on_quote(1001, 1002, 100, 100, 7 * MS)
+    assert (q.level_bid, q.level_ask, q.level_time_ns) == (1001, 1002, 7 * MS)
+
+
+def test_wide_spread_quote_is_not_a_level_change():
+    """A quote that is not a level change (spread other than one cent) changes no level state."""
+    q = armed_level()
+    assert not q.on_quote(1002, 1004, 100, 100, 9 * MS)
+    assert (q.level_bid, q.level_ask, q.level_time_ns, q.armed) == (1000, 1001, 1 * MS, True)
+
+
+def test_one_side_move_is_not_a_level_change():
+    """A quote that is not a level change (only one side moved) changes no level state."""
+    q = armed_level()
+    assert not q.on_quote(1000, 1001, 5, 5, 9 * MS)       # same level, new sizes
+    assert (q.level_time_ns, q.armed) == (1 * MS, True)
+
+
+def test_first_level_is_never_armed():
+    """The first level seen is never armed."""
+    assert not make_quote(1000, 1001).armed
+
+
+@pytest.mark.parametrize("new_bid", [1001, 999])
+def test_one_cent_move_arms_the_level(new_bid):
+    """The new level is armed only if it moved by exactly one cent on both sides,
+    in the same direction (10.00/10.01 -> 10.01/10.02, or -> 9.99/10.00)."""
+    q = make_quote(1000, 1001)
+    make_quote(new_bid, new_bid + 1, q=q)
+    assert q.armed
+
+
+@pytest.mark.parametrize("new_bid", [1002, 998, 1100])
+def test_jump_of_more_than_a_cent_is_not_armed(new_bid):
+    """A jump of more than a cent (possible news) makes a level that is not armed."""
+    q = armed_level(1000)
+    make_quote(new_bid, new_bid + 1, q=q)
+    assert (q.level_bid, q.armed) == (new_bid, False)
+
+
+# ------------------------------------------------------------------ decision
+def test_bid_heavy_print_at_the_ask_buys_one_lot_at_the_ask():
+    """Buy one lot with a limit at the level's ask when the trade printed at the ask,
+    live bid size > 1.8 x live ask size."""
+    intent = print_at(armed_level(1000, 900, 300), Position(500), 1001)
+    assert (intent.side, intent.limit_cents) == ("buy", 1001)
+
+
+def test_ask_heavy_print_at_the_bid_sells_one_lot_at_the_bid():
+    """Sell one lot with a limit at the level's bid when the trade printed at the bid,
+    live ask size > 1.8 x live bid size, and held - pending sells >= 100."""
+    p = Position(500)
+    p.held = 100
+    intent = print_at(armed_level(1000, 300, 900, up=False), p, 1000)
+    assert (intent.side, intent.limit_cents) == ("sell", 1000)
+
+
+def test_unarmed_level_sends_nothing():
+    """Decision rule 1: the level is armed (no attempt has been made at it yet)."""
+    q = make_quote(1000, 1001, 900, 300)
+    assert print_at(q, Position(500), 1001) is None
+
+
+def test_widened_live_quote_sends_nothing():
+    """Decision rule 2: the live quote is at the level; when the spread has widened,
+    nothing is done."""
+    q = armed_level(1000, 900, 300)
+    make_quote(1000, 1002, 900, 300, t_ms=2, q=q)
+    assert print_at(q, Position(500), 1001) is None
+    make_quote(1000, 1001, 900, 300, t_ms=3, q=q)            # back at the level
+    assert print_at(q, Position(500), 1001) is not None
+
+
+@pytest.mark.parametrize("t_ms, follows", [(1 + 10, False), (1 + 50, False), (1 + 50.000001, True)])
+def test_trade_within_50ms_of_the_level_is_ignored(t_ms, follows):
+    """Decision rule 3: the trade's time is more than 50 ms after the level time."""
+    intent = print_at(armed_level(), Position(500), 1001, t_ms=t_ms)
+    assert (intent is not None) == follows
+
+
+@pytest.mark.parametrize("size, follows", [(99, False), (100, True), (1000, True)])
+def test_trade_smaller_than_a_lot_is_ignored(size, follows):
+    """Decision rule 4: the trade's size is at least one lot (100)."""
+    assert (print_at(armed_level(), Position(500), 1001, size=size) is not None) == follows
+
+
+@pytest.mark.parametrize("bid_size, follows", [(540, False), (541, True), (180, False)])
+def test_bid_size_must_exceed_1_8_times_ask_size(bid_size, follows):
+    """Buy when live bid size > 1.8 x live ask size (strictly more)."""
+    intent = print_at(armed_level(1000, bid_size, 300), Position(500), 1001)
+    assert (intent is not None) == follows
+
+
+@pytest.mark.parametrize("ask_size, follows", [(540, False), (541, True)])
+def test_ask_size_must_exceed_1_8_times_bid_size(ask_size, follows):
+    """Sell when live ask size > 1.8 x live bid size (strictly more)."""
+    p = Position(500)
+    p.held = 100
+    intent = print_at(armed_level(1000, 300, ask_size, up=False), p, 1000)
+    assert (intent is not None) == follows
+
+
+def test_print_inside_or_on_the_wrong_side_sends_nothing():
+    """Buy only when the trade printed at the ask; sell only at the bid."""
+    q = armed_level(1000, 900, 300)        # bid heavy: only a buy is possible
+    assert print_at(q, Position(500), 1000) is None          # printed at the bid
+    assert print_at(q, Position(500), 1002) is None          # away from the level
+
+
+def test_never_sells_short():
+    """Sell only when held - pending sells >= 100: it never sells short."""
+    q = armed_level(1000, 300, 900, up=False)
+    assert print_at(q, Position(500), 1000) is None
+    p = Position(500)
+    p.held = 100
+    p.register("s1", "sell", 1000)
+    assert print_at(q, p, 1000) is None                      # the 100 already being sold
+
+
+def test_capacity_counts_held_and_pending_buys():
+    """Buy only when held + pending buys + 100 <= --quantity."""
+    q = armed_level()
+    p = Position(300)
+    p.held = 100
+    p.register("b1", "buy", 1001)
+    assert print_at(q, p, 1001) is not None                  # 100 + 100 + 100 <= 300
+    p.register("b2", "buy", 1001)
+    assert print_at(q, p, 1001) is None                      # 100 + 200 + 100 > 300
+
+
+def test_trade_meeting_no_rule_leaves_the_level_armed():
+    """A trade that meets no rule leaves the level armed."""
+    q = armed_level(1000, 900, 300)
+    assert print_at(q, Position(500), 1001, size=50) is None
+    assert q.armed and print_at(q, Position(500), 1001) is not None
+
+
+# ------------------------------------------------------------------ position
+def test_partial_fills_move_the_cumulative_delta_from_pending_to_held():
+    """On partial_fill and fill: the change in cumulative filled_qty since last seen
+    moves from pending to held."""
+    p = Position(500)
+    p.register("b1", "buy", 1001)
+    assert fill(p, "b1", "partial_fill", 30) == 30
+    assert (p.held, p.pending_buys) == (30, 70)
+    assert fill(p, "b1", "partial_fill", 75) == 45
+    assert (p.held, p.pending_buys) == (75, 25)
+
+
+def test_repeated_or_stale_update_changes_nothing():
+    """A repeated or stale update changes nothing."""
+    p = Position(500)
+    p.register("b1", "buy", 1001)
+    fill(p, "b1", "partial_fill", 60)
+    assert fill(p, "b1", "partial_fill", 60) == 0
+    assert fill(p, "b1", "partial_fill", 40) == 0
+    assert (p.held, p.pending_buys) == (60, 40)
+
+
+@pytest.mark.parametrize("event", ["canceled", "expired", "rejected", "done_for_day", "replaced"])
+def test_every_terminal_event_applies_final_fill_then_releases_pending(event):
+    """On any terminal event: apply the final filled_qty first, then release what is
+    still pending for that order, and forget it."""
+    p = Position(500)
+    p.register("b1", "buy", 1001)
+    fill(p, "b1", "partial_fill", 20)
+    fill(p, "b1", event, 35)
+    assert (p.held, p.pending_buys, p.orders) == (35, 0, {})
+
+
+def test_sells_subtract_and_realize_pnl_against_average_cost():
+    """Buys add, sells subtract; realized P&L in cents against the average cost."""
+    p = Position(500)
+    p.register("b1", "buy", 1001)
+    fill(p, "b1", "fill", 100, avg_cents=1001)
+    p.register("b2", "buy", 1003)
+    fill(p, "b2", "fill", 100, avg_cents=1003)
+    p.register("s1", "sell", 1005)
+    fill(p, "s1", "fill", 100, avg_cents=1005)
+    assert (p.held, p.bought, p.sold, p.realized_cents) == (100, 200, 100, 300)
+
+
+def test_failed_send_releases_pending_at_once():
+    """If sending the order fails, release its pending shares at once."""
+    p = Position(100)
+    p.register("b1", "buy", 1001)
+    assert not p.can_buy()
+    p.release("b1")
+    assert p.can_buy() and p.orders_sent == 0
+
+
+def test_invariants_hold_over_random_updates():
+    """Invariants at every moment: 0 <= held; held + pending buys <= --quantity;
+    held - pending sells >= 0."""
+    rng = random.Random(20261123)
+    q, p = armed_level(), Position(400)
+    events = ["partial_fill", "fill", "canceled", "expired", "rejected", "new"]
+    for i in range(3000):
+        side = rng.choice(["buy", "sell"])
+        if side == "buy":
+            q = armed_level(1000, 900, 300)
+            intent = print_at(q, p, 1001)
+        else:
+            q = armed_level(1000, 300, 900, up=False)
+            intent = print_at(q, p, 1000)
+        if intent is not None:
+            p.register(f"o{i}", intent.side, intent.limit_cents)
+        for coid, order in list(p.orders.items()):
+            if rng.random() < 0.5:
+                filled = rng.randint(order.filled, order.qty)
+                fill(p, coid, rng.choice(events), filled)
+        assert 0 <= p.held
+        assert p.held + p.pending_buys <= p.quantity
+        assert p.held - p.pending_sells >= 0
+
+
+# ---------------------------------------------------- defects of the example
+def test_fill_after_partial_fills_is_not_counted_twice():
+    """Defect: a fill after partial_fills added the cumulative quantity again
+    (100-share order counted as 140) -> cumulative-delta accounting."""
+    p = Position(500)
+    p.register("b1", "buy", 1001)
+    fill(p, "b1", "partial_fill", 40)
+    fill(p, "b1", "fill", 100)
+    assert p.held == 100
+
+
+def test_update_for_unknown_order_changes_nothing():
+    """Defect: an update for an unknown order raised KeyError after changing the
+    total -> updates are matched by the bot's own ids; others ignored."""
+    p = Position(500)
+    p.register("b1", "buy", 1001)
+    assert fill(p, "manual-1", "fill", 100) == 0
+    assert (p.held, p.pending_buys, list(p.orders)) == (0, 100, ["b1"])
+
+
+def test_fill_before_the_rest_reply_is_counted_once():
+    """Defect: bookkeeping ran after the cancel, so a refused cancel skipped it
+    -> register before sending."""
+    p = Position(500)
+    p.register("b1", "buy", 1001)               # before the POST
+    fill(p, "b1", "fill", 100)                  # arrives before the POST returns
+    fill(p, "b1", "fill", 100)                  # and again, after
+    assert (p.held, p.pending_buys, p.bought) == (100, 0, 100)
+
+
+@pytest.mark.parametrize("quantity, lots_bought", [(100, 1), (500, 5)])
+def test_quantity_is_reached_exactly(quantity, lots_bought):
+    """Defect: capacity test held + pending < quantity - 100 (--quantity 100 never
+    bought, 500 stopped at 400) -> held + pending + 100 <= quantity."""
+    p = Position(quantity)
+    for i in range(10):
+        if print_at(armed_level(1000 + 2 * i), p, 1001 + 2 * i) is not None:
+            p.register(f"b{i}", "buy", 1001 + 2 * i)
+            fill(p, f"b{i}", "fill", 100)
+    assert (p.held, p.bought) == (100 * lots_bought, 100 * lots_bought)
+
+
+def test_rejected_order_does_not_retry_at_the_same_level():
+    """Defect: a rejected order left the level armed, so every print retried
+    -> one attempt per level (an attempt disarms the level)."""
+    q, p = armed_level(), Position(500)
+    intent = print_at(q, p, 1001)
+    assert intent is not None
+    q.disarm()                                  # what the bot does on every attempt
+    p.register("b1", "buy", 1001)
+    fill(p, "b1", "rejected", 0)
+    assert print_at(q, p, 1001, t_ms=100) is None
+
+
+def test_jump_to_a_one_cent_spread_does_not_arm():
+    """Defect: any jump to a one-cent spread counted as a level change, against its
+    own docstring -> one-cent moves only arm."""
+    q = make_quote(1000, 1003)                  # wide: no level yet
+    make_quote(1001, 1002, 900, 300, q=q)
+    assert not q.armed
+    assert print_at(q, Position(500), 1002) is None
+
+
+def test_sizes_of_a_wide_quote_are_not_compared_with_the_level():
+    """Defect: sizes of a wide quote were compared with the stale one-cent level
+    -> live quote must be at the level."""
+    q = armed_level(1000, 100, 100)
+    make_quote(1000, 1002, 900, 300, t_ms=5, q=q)           # wide, bid heavy
+    assert print_at(q, Position(500), 1001) is None
+
+
+def test_expired_order_releases_its_pending_shares():
+    """Defect: only 4 terminal events released pending shares (expired blocked
+    buying for good) -> every terminal event releases."""
+    p = Position(100)
+    p.register("b1", "buy", 1001)
+    fill(p, "b1", "expired", 0)
+    assert p.can_buy()
+
+
+def test_pending_is_tracked_per_order_whatever_its_size():
+    """Defect: capacity ignored a lot size other than 100 in remove_pending_order
+    -> pending tracked per order."""
+    p = Position(500)
+    p.register("b1", "buy", 1001, qty=50)
+    p.register("b2", "buy", 1001, qty=100)
+    assert p.pending_buys == 150
+    fill(p, "b1", "canceled", 20)
+    assert (p.held, p.pending_buys) == (20, 100)
