@@ -602,8 +602,13 @@ class TickTaker:
     async def run(self, stop: asyncio.Event) -> int:
         """Trade until `stop` is set or a stream ends; return the exit code."""
         await self.check_account()
-        await self.trading.open()
-        await self.data.open()
+        try:
+            await self.trading.open()
+            await self.data.open()
+        except FatalError:
+            await self.trading.close()
+            await self.data.close()
+            raise
         worker = asyncio.create_task(self.order_worker())
         streams = {asyncio.create_task(self.data.run()): "market-data stream",
                    asyncio.create_task(self.trading.run()): "trading stream"}
@@ -778,6 +783,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     except FatalError as exc:
         log.error("%s", exc)
         return 1
+    except KeyboardInterrupt:           # Ctrl+C before the signal handlers were set
+        return 130
 
 
 if __name__ == "__main__":

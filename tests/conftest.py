@@ -33,3 +33,10 @@ def run_bot(fake, tmp_path):
 def bot(run_bot):
     """The bot on MU with --quantity 500, subscribed and listening."""
     return run_bot()
+
+
+def pytest_collection_modifyitems(items):
+    """A safety net: no test may hang the suite (each wait has its own timeout)."""
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(60))

@@ -556,11 +556,17 @@ class FakeAlpaca:
                 self._changed.wait(min(left, 0.05))
         return result
 
+    def subscribed(self, symbol: str) -> bool:
+        return symbol in self.subscriptions["quotes"] and symbol in self.subscriptions["trades"]
+
+    def wait_subscribed(self, symbol: str, timeout: float = WAIT_S) -> None:
+        """Until a client is subscribed to the symbol's quotes and trades."""
+        self.wait_until(lambda: self.subscribed(symbol), f"a subscription to {symbol}", timeout)
+
     def wait_ready(self, symbol: str, timeout: float = WAIT_S) -> None:
         """Until a client listens to trade_updates and is subscribed to the
         symbol's quotes and trades."""
-        self.wait_until(lambda: self.listening and symbol in self.subscriptions["quotes"]
-                        and symbol in self.subscriptions["trades"],
+        self.wait_until(lambda: self.listening and self.subscribed(symbol),
                         f"the bot to subscribe to {symbol} and listen", timeout)
 
     def wait_orders(self, n: int, timeout: float = WAIT_S) -> list[dict]:
