@@ -639,7 +639,8 @@ class TickTaker:
             log.warning("an order call is still running; cancelling what we know of")
         await self.cancel_open_orders()
         # Wait briefly for the final updates of what we cancelled, then ask REST.
-        while self.position.orders and time.monotonic() < deadline + SHUTDOWN_WAIT_S:
+        while (self.position.orders and not self.trading.ws.closed
+               and time.monotonic() < deadline + SHUTDOWN_WAIT_S):
             await asyncio.sleep(0.02)
         await self.reconcile()
         for task in (stopper, *streams):

@@ -294,16 +294,17 @@ def test_second_ctrl_c_exits_at_once(fake, bot):
     assert_clean(bot.output())
 
 
-def test_dropped_stream_ends_the_run_with_a_summary_and_nonzero_exit(fake, bot):
+@pytest.mark.parametrize("stream", ["market-data", "trading"])
+def test_dropped_stream_ends_the_run_with_a_summary_and_nonzero_exit(fake, bot, stream):
     """A stream that drops is logged; it ends the run as Ctrl+C does, with a non-zero exit."""
     fake.default_policy = FillPolicy(shares=0)
     fake.force("DELETE", "/v2/orders/{id}", 500)
     buy_signal(fake, 1000, t=0)
     bot.wait_log("cancel of")
-    fake.drop_data_stream()
+    (fake.drop_data_stream if stream == "market-data" else fake.drop_trading_stream)()
     assert bot.wait_exit() == 1
     out = bot.output()
-    assert "market-data stream ended" in out and "SUMMARY" in out
+    assert f"{stream} stream ended" in out and "SUMMARY" in out
     assert_clean(out)
     assert fake.open_orders() == []
 

@@ -377,3 +377,44 @@ def test_pending_is_tracked_per_order_whatever_its_size():
     assert p.pending_buys == 150
     fill(p, "b1", "canceled", 20)
     assert (p.held, p.pending_buys) == (20, 100)
+
+
+# ------------------------------------------------------------ configuration
+def config(monkeypatch, argv: list[str], **env: str) -> tt.Config:
+    for name in ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "APCA_API_BASE_URL",
+                 "APCA_API_STREAM_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return tt.make_config(tt.parse_args(argv))
+
+
+@pytest.mark.parametrize("key, base", [("PKABC", tt.PAPER_URL), ("AKABC", tt.LIVE_URL)])
+def test_default_endpoint_is_paper_for_pk_keys_and_live_otherwise(monkeypatch, key, base):
+    """Default base URL when none is given: paper for a key id starting with PK."""
+    cfg = config(monkeypatch, [], APCA_API_KEY_ID=key, APCA_API_SECRET_KEY="s")
+    assert (cfg.base_url, cfg.data_url) == (base, tt.DATA_STREAM_URL)
+
+
+def test_flags_beat_the_environment(monkeypatch):
+    """Precedence: flag > environment > .env > default."""
+    cfg = config(monkeypatch, ["--key-id", "PKFLAG", "--base-url", "http://127.0.0.1:1/",
+                               "--data-url", "http://127.0.0.1:2"],
+                 APCA_API_KEY_ID="PKENV", APCA_API_SECRET_KEY="s",
+                 APCA_API_BASE_URL="http://127.0.0.1:3", APCA_API_STREAM_URL="http://127.0.0.1:4")
+    assert (cfg.key_id, cfg.base_url, cfg.data_url) == \
+        ("PKFLAG", "http://127.0.0.1:1", "http://127.0.0.1:2")
+
+
+def test_stream_urls_follow_the_sdk(monkeypatch):
+    """An http(s):// stream URL means ws(s)://; data at <stream url>/v2/<feed>, trading
+    at <base url>/stream."""
+    cfg = config(monkeypatch, ["--feed", "sip"], APCA_API_KEY_ID="PK", APCA_API_SECRET_KEY="s")
+    assert tt.DataStream(cfg, print, print).url == "wss://stream.data.alpaca.markets/v2/sip"
+    assert tt.TradingStream(cfg, print).url == "wss://paper-api.alpaca.markets/stream"
+
+
+def test_secret_is_never_in_the_config_repr(monkeypatch):
+    """Keys only from flags/env/.env; never echoed."""
+    cfg = config(monkeypatch, [], APCA_API_KEY_ID="PK", APCA_API_SECRET_KEY="hunter2")
+    assert "hunter2" not in repr(cfg)
