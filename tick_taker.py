@@ -273,6 +273,14 @@ def to_cents(price: float | str) -> int:
     return round(float(price) * 100)
 
 
+def print_cents(price: float) -> Optional[int]:
+    """A trade price in whole cents, or None for a sub-penny print (such as a
+    midpoint execution at 10.005), which is at neither the bid nor the ask."""
+    cents = price * 100
+    whole = round(cents)
+    return whole if abs(cents - whole) < 1e-6 else None
+
+
 def dollars(cents: int | float) -> str:
     return f"{cents / 100:.2f}"
 
@@ -414,8 +422,8 @@ class DataStream:
             if kind == "q":
                 self.on_quote(to_cents(m["bp"]), to_cents(m["ap"]),
                               int(m["bs"]), int(m["as"]), parse_ns(m["t"]))
-            elif kind == "t":
-                self.on_trade(to_cents(m["p"]), int(m["s"]), parse_ns(m["t"]))
+            elif kind == "t" and (cents := print_cents(m["p"])) is not None:
+                self.on_trade(cents, int(m["s"]), parse_ns(m["t"]))
 
     async def close(self) -> None:
         if self.ws is not None:

@@ -418,3 +418,9 @@ def test_secret_is_never_in_the_config_repr(monkeypatch):
     """Keys only from flags/env/.env; never echoed."""
     cfg = config(monkeypatch, [], APCA_API_KEY_ID="PK", APCA_API_SECRET_KEY="hunter2")
     assert "hunter2" not in repr(cfg)
+
+
+def test_sub_penny_print_is_at_neither_the_bid_nor_the_ask():
+    """Buy when the trade printed at the ask; sell at the bid: a midpoint print
+    (10.005) must not round onto the bid (integer cents, converted at the edge)."""
+    assert [tt.print_cents(p) for p in (10.01, 30.97, 10.005, 30.965)] == [1001, 3097, None, None]
