@@ -108,7 +108,7 @@ class Quote:
         self.level_time_ns = 0
         self.armed = False
         self.bid = self.ask = self.bid_size = self.ask_size = 0
-        self.level_changes = 0
+        self.level_changes = self.armed_levels = 0       # counts, for the summary
 
     def on_quote(self, bid: int, ask: int, bid_size: int, ask_size: int,
                  t_ns: int) -> bool:
@@ -123,6 +123,7 @@ class Quote:
         self.armed = prev_bid is not None and abs(bid - prev_bid) == TICK_CENTS
         self.level_bid, self.level_ask, self.level_time_ns = bid, ask, t_ns
         self.level_changes += 1
+        self.armed_levels += self.armed
         return True
 
     def at_level(self) -> bool:
@@ -680,7 +681,9 @@ class TickTaker:
                 log.warning("order %s is still %s at exit", coid, o.status)
 
     def log_summary(self) -> None:
-        p = self.position
+        p, q = self.position, self.quote
+        log.info("market %s: %d level changes, %d armed", self.cfg.symbol, q.level_changes,
+                 q.armed_levels)
         log.info("SUMMARY %s: orders sent %d, bought %d, sold %d, position %+d shares, "
                  "realized P&L %s$%s", self.cfg.symbol, p.orders_sent, p.bought, p.sold,
                  p.held, "-" if p.realized_cents < 0 else "+",

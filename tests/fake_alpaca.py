@@ -40,14 +40,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import datetime as dt
 import functools
+import gzip
 import json
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import msgpack
@@ -58,6 +61,7 @@ SECRET_KEY = "fake-secret-0000000000000000000000000000"
 FEEDS = "iex|sip|test|delayed_sip"
 OPEN_STATES = {"new", "accepted", "pending_new", "partially_filled"}
 WAIT_S = 10.0
+MS_NS = 1_000_000
 
 
 def rfc3339(ns: int) -> str:
@@ -131,6 +135,13 @@ class FakeAlpaca:
         self._data_ws: set[tuple[web.WebSocketResponse, bool]] = set()
         self._trading_ws: set[web.WebSocketResponse] = set()
         self._changed = threading.Condition()
+        self._pongs: dict[bytes, asyncio.Future] = {}
+        self.tape: Optional[Tape] = None          # set while replaying a file
+        self.replay_latency_ns = 0
+        self.replay_sent = 0                      # events sent so far
+        self.replay_done = False
+        self._replay_clock: Callable[[], int] = lambda: 0
+        self.executions: list[tuple[int, str, int, int]] = []   # t, side, shares, cents
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._runner: Optional[web.AppRunner] = None
@@ -274,6 +285,8 @@ class FakeAlpaca:
         if any(o["client_order_id"] == coid for o in self.orders.values()):
             return error_body(422, "client_order_id must be unique", 40010001)
         order = new_order(body["symbol"], side, kind, tif, qty, limit, coid)
+        if self.tape is not None:
+            order["_market_t"] = self._replay_clock()      # when it arrived, in market time
         self.orders[order["id"]] = order
         policy = self.policies.pop(0) if self.policies else self.default_policy
         executions = self._plan(order, limit, policy)
@@ -287,7 +300,10 @@ class FakeAlpaca:
 
     def _plan(self, order: dict, limit: Optional[int], policy: FillPolicy) -> list[tuple[int, int]]:
         """The executions (shares, price in cents) this order will get."""
-        book = self.book.get(order["symbol"])
+        if self.tape is not None:        # replay: the book when the order arrives + latency
+            book = self.tape.book_at(self._replay_clock() + self.replay_latency_ns)
+        else:
+            book = self.book.get(order["symbol"])
         if book is None:
             return []
         bid, ask, bid_size, ask_size = book
@@ -325,6 +341,8 @@ class FakeAlpaca:
             order["status"] = "filled" if done else "partially_filled"
             if done:
                 order["filled_at"] = now_rfc3339()
+            self.executions.append((self._replay_clock() if self.tape else time.time_ns(),
+                                    order["side"], shares, price))
             signed = shares if order["side"] == "buy" else -shares
             pos = self.positions.setdefault(order["symbol"], [0, Decimal(0)])
             if signed > 0:
@@ -466,7 +484,9 @@ class FakeAlpaca:
 
     # ----------------------------------------------------- market-data stream
     async def data_stream(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
+        # autoping off: the fake answers pings itself and times its own pings'
+        # pongs (the replay's lockstep and the benchmark's loop check).
+        ws = web.WebSocketResponse(autoping=False)
         await ws.prepare(request)
         packed = request.headers.get("Content-Type", "") == "application/msgpack"
         conn = (ws, packed)
@@ -477,6 +497,14 @@ class FakeAlpaca:
         authed = False
         try:
             async for msg in ws:
+                if msg.type == WSMsgType.PING:
+                    await ws.pong(msg.data)
+                    continue
+                if msg.type == WSMsgType.PONG:
+                    waiter = self._pongs.pop(bytes(msg.data), None)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(time.perf_counter())
+                    continue
                 if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     break
                 req = msgpack.unpackb(msg.data) if msg.type == WSMsgType.BINARY else json.loads(msg.data)
@@ -529,6 +557,54 @@ class FakeAlpaca:
         for ws, packed in list(self._data_ws):
             if not ws.closed:
                 await sender(ws, packed)(wanted)
+
+    async def ping_data(self, timeout: float = WAIT_S) -> float:
+        """Ping every market-data client; return the slowest pong's round trip (s).
+
+        websockets answers a ping from its reader, so a pong that comes back
+        late means the client's event loop was busy."""
+        sockets = [ws for ws, _ in self._data_ws if not ws.closed]
+        loop = asyncio.get_running_loop()
+        waits = []
+        start = time.perf_counter()
+        for ws in sockets:
+            payload = uuid.uuid4().bytes
+            waits.append(self._pongs.setdefault(payload, loop.create_future()))
+            await ws.ping(payload)
+        done = await asyncio.wait_for(asyncio.gather(*waits), timeout)
+        return max(done, default=start) - start
+
+    async def replay(self, tape: "Tape", symbol: str, speed: Optional[float] = None,
+                     latency_ms: float = 5.0) -> None:
+        """Stream `tape` through the market-data websocket, and match orders
+        against its book.
+
+        speed N: real time x N (the market clock runs from the first event);
+        speed None: as fast as the client keeps up, in lockstep: after each
+        frame the fake pings and waits for the pong, which the client's
+        websocket sends once it has read that frame.
+        Orders fill against the tape's book at the market clock when the order
+        arrives plus `latency_ms` (the clock at speed None: the last event sent)."""
+        self.tape, self.replay_latency_ns = tape, round(latency_ms * MS_NS)
+        self.replay_sent, self.replay_done = 0, False
+        first_t, wall0 = tape.times[0], time.perf_counter()
+        last_sent = [first_t]
+        if speed:
+            self._replay_clock = lambda: first_t + round((time.perf_counter() - wall0) * speed * 1e9)
+        else:
+            self._replay_clock = lambda: last_sent[0]
+        for t, frame in tape.frames(symbol):
+            if speed:
+                delay = wall0 + (t - first_t) / 1e9 / speed - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            last_sent[0] = t
+            await self._broadcast_data(frame)
+            self.replay_sent += len(frame)
+            if not speed:
+                await self.ping_data()
+        self.replay_done = True
+        self._notify()
 
     # ------------------------------------------------- test API (any thread)
     def call(self, fn: Callable, *args: Any) -> Any:
@@ -615,6 +691,60 @@ class FakeAlpaca:
     async def _drop(self, sockets: list) -> None:
         for ws in sockets:
             await ws.close(code=1011, message=b"dropped by the fake")
+
+
+class Tape:
+    """A quotes-and-trades file (see tests/data/README.md), loaded for replay.
+
+    Lines: `q,time_ns,bid,ask,bid_size,ask_size` and `t,time_ns,price,size`,
+    prices in dollars x 10,000."""
+
+    def __init__(self, path: str | Path, minutes: Optional[float] = None) -> None:
+        self.events: list[tuple] = []
+        self.times: list[int] = []
+        self.quote_times: list[int] = []
+        self.books: list[tuple[int, int, int, int]] = []     # cents, shares
+        with gzip.open(path, "rt") as f:
+            for line in f:
+                if line.startswith("#"):
+                    continue
+                kind, *fields = line.rstrip("\n").split(",")
+                values = tuple(int(x) for x in fields)
+                if minutes is not None and self.times and \
+                        values[0] - self.times[0] > minutes * 60e9:
+                    break
+                self.events.append((kind, *values))
+                self.times.append(values[0])
+                if kind == "q":
+                    t, bid, ask, bid_size, ask_size = values
+                    self.quote_times.append(t)
+                    self.books.append((bid // 100, ask // 100, bid_size, ask_size))
+
+    def book_at(self, t_ns: int) -> Optional[tuple[int, int, int, int]]:
+        """The last quote at or before t_ns (bid, ask in cents; sizes)."""
+        i = bisect.bisect_right(self.quote_times, t_ns) - 1
+        return self.books[i] if i >= 0 else None
+
+    def mid_at(self, t_ns: int) -> Optional[float]:
+        book = self.book_at(t_ns)
+        return None if book is None else (book[0] + book[1]) / 2
+
+    def frames(self, symbol: str):
+        """(time, messages) with every event of one timestamp in one frame."""
+        frame: list[dict] = []
+        for i, (kind, t, *v) in enumerate(self.events):
+            if frame and frame[-1]["t"] != t:
+                yield frame[-1]["t"], frame
+                frame = []
+            if kind == "q":
+                frame.append({"T": "q", "S": symbol, "bx": "Q", "bp": v[0] / 10000, "bs": v[2],
+                              "ax": "Q", "ap": v[1] / 10000, "as": v[3], "c": ["R"], "z": "C",
+                              "t": t})
+            else:
+                frame.append({"T": "t", "S": symbol, "i": i, "x": "Q",
+                              "p": v[0] / 10000, "s": v[1], "c": ["@"], "z": "C", "t": t})
+        if frame:
+            yield frame[-1]["t"], frame
 
 
 def sender(ws: web.WebSocketResponse, packed: bool) -> Callable:
