@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import requests
 import websockets
@@ -93,6 +93,17 @@ class Config:
     feed: str                # iex or sip
 
 
+# An exchange timestamp: integer ns since the epoch, or the stream's RFC-3339
+# string. Strings are parsed only when a rule needs the time (a level change,
+# or a print that passed the cheaper rules), not for every quote: parsing is
+# a large share of the per-quote cost.
+ExchangeTime = Union[int, str]
+
+
+def as_ns(t: ExchangeTime) -> int:
+    return t if isinstance(t, int) else parse_ns(t)
+
+
 # --------------------------------------------------------------------------
 # Quote tracker: the one-cent level and the live quote. Pure, no I/O.
 # --------------------------------------------------------------------------
@@ -111,7 +122,7 @@ class Quote:
         self.level_changes = self.armed_levels = 0       # counts, for the summary
 
     def on_quote(self, bid: int, ask: int, bid_size: int, ask_size: int,
-                 t_ns: int) -> bool:
+                 t: ExchangeTime) -> bool:
         """Apply one quote; return True when it is a level change."""
         self.bid, self.ask, self.bid_size, self.ask_size = bid, ask, bid_size, ask_size
         # A level change: a one-tick spread with both sides moved.
@@ -121,7 +132,7 @@ class Quote:
         # the first level and any jump (possible news) are not armed.
         prev_bid = self.level_bid
         self.armed = prev_bid is not None and abs(bid - prev_bid) == TICK_CENTS
-        self.level_bid, self.level_ask, self.level_time_ns = bid, ask, t_ns
+        self.level_bid, self.level_ask, self.level_time_ns = bid, ask, as_ns(t)
         self.level_changes += 1
         self.armed_levels += self.armed
         return True
@@ -191,6 +202,12 @@ class Position:
         self.orders[client_order_id] = TrackedOrder(side, qty, limit_cents)
         self.orders_sent += 1
 
+    def set_order_id(self, client_order_id: str, order_id: str) -> None:
+        """Remember Alpaca's id (for the cancel at shutdown), if still tracked."""
+        order = self.orders.get(client_order_id)
+        if order is not None:
+            order.order_id = order_id
+
     def release(self, client_order_id: str) -> None:
         """Forget an order that was never placed (sending it failed)."""
         if self.orders.pop(client_order_id, None) is not None:
@@ -244,13 +261,13 @@ class Intent:
 
 
 def decide(quote: Quote, position: Position, price_cents: int, size: int,
-           t_ns: int) -> Optional[Intent]:
+           t: ExchangeTime) -> Optional[Intent]:
     """Apply the strategy's decision rules, in order, to one trade print."""
     if not quote.armed:
         return None                                   # 1. armed, no attempt yet
     if not quote.at_level():
         return None                                   # 2. live quote at the level
-    if t_ns - quote.level_time_ns <= QUOTE_GUARD_NS:
+    if as_ns(t) - quote.level_time_ns <= QUOTE_GUARD_NS:
         return None                                   # 3. > 50 ms after level time
     if size < LOT:
         return None                                   # 4. at least one lot
@@ -290,6 +307,9 @@ _RFC3339 = re.compile(
     r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
 
 
+_SECONDS: dict[str, int] = {}     # "2026-03-02T15:04:05" -> epoch seconds
+
+
 @functools.lru_cache(maxsize=256)
 def _epoch_seconds(head: str, tz: str) -> int:
     seconds = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
@@ -303,7 +323,17 @@ def parse_ns(stamp: str) -> int:
     """RFC-3339 time with up to nanoseconds -> integer ns since the epoch.
 
     Many messages share a second, so the date part is parsed once (cached).
+    Alpaca's own shape ("2026-03-02T15:04:05.123456789Z") takes a fast path:
+    this runs for every quote, so it is a large share of the per-quote cost.
     """
+    if len(stamp) == 30 and stamp[-1] == "Z":
+        head = stamp[:19]
+        seconds = _SECONDS.get(head)
+        if seconds is None:
+            if len(_SECONDS) > 4096:
+                _SECONDS.clear()
+            seconds = _SECONDS[head] = _epoch_seconds(head, "Z")
+        return seconds * 1_000_000_000 + int(stamp[20:29])
     m = _RFC3339.match(stamp)
     if m is None:
         raise ValueError(f"bad timestamp {stamp!r}")
@@ -339,6 +369,10 @@ def make_rest(cfg: Config) -> REST:
     # the order worker for good; mounting an adapter is the least intrusive fix.
     for scheme in ("http://", "https://"):
         rest._session.mount(scheme, _TimeoutAdapter())
+    # With no proxy configured, skip requests' per-call look-ups of proxy
+    # variables and ~/.netrc: about 0.1 ms off every order (keys go in headers).
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        rest._session.trust_env = False
     return rest
 
 
@@ -420,11 +454,11 @@ class DataStream:
                 if kind == "error":
                     log.warning("market data error %s: %s", m.get("code"), m.get("msg"))
                 continue
-            if kind == "q":
-                self.on_quote(to_cents(m["bp"]), to_cents(m["ap"]),
-                              int(m["bs"]), int(m["as"]), parse_ns(m["t"]))
+            if kind == "q":   # JSON numbers: prices are floats, sizes ints
+                self.on_quote(round(m["bp"] * 100), round(m["ap"] * 100),
+                              m["bs"], m["as"], m["t"])
             elif kind == "t" and (cents := print_cents(m["p"])) is not None:
-                self.on_trade(cents, int(m["s"]), parse_ns(m["t"]))
+                self.on_trade(cents, m["s"], m["t"])
 
     async def close(self) -> None:
         if self.ws is not None:
@@ -484,20 +518,22 @@ class TickTaker:
         # All REST calls leave the event loop for this one thread, in order,
         # so quotes and trades keep flowing while an order is in flight.
         self.rest_thread = concurrent.futures.ThreadPoolExecutor(1, "rest")
-        self.order_queue: asyncio.Queue[Optional[tuple[str, Intent]]] = asyncio.Queue()
+        self.loop = asyncio.get_running_loop()
+        self.last_order: Optional[concurrent.futures.Future] = None
         self.data = DataStream(cfg, self.on_quote, self.on_trade)
         self.trading = TradingStream(cfg, self.on_trade_update)
 
     # -- handlers: thin, they feed the trackers ---------------------------
-    def on_quote(self, bid: int, ask: int, bid_size: int, ask_size: int, t_ns: int) -> None:
-        if self.quote.on_quote(bid, ask, bid_size, ask_size, t_ns):
+    def on_quote(self, bid: int, ask: int, bid_size: int, ask_size: int,
+                 t: ExchangeTime) -> None:
+        if self.quote.on_quote(bid, ask, bid_size, ask_size, t):
             log.debug("level %s/%s %s", dollars(bid), dollars(ask),
                       "armed" if self.quote.armed else "not armed")
 
-    def on_trade(self, price_cents: int, size: int, t_ns: int) -> None:
+    def on_trade(self, price_cents: int, size: int, t: ExchangeTime) -> None:
         if self.stopping:
             return
-        intent = decide(self.quote, self.position, price_cents, size, t_ns)
+        intent = decide(self.quote, self.position, price_cents, size, t)
         if intent is None:
             return
         self.quote.disarm()                      # an attempt: one per level
@@ -506,7 +542,8 @@ class TickTaker:
         log.info("%s %d %s @ %s (level %d, %s) [%s]", intent.side.upper(), LOT,
                  self.cfg.symbol, dollars(intent.limit_cents), self.quote.level_changes,
                  intent.reason, coid)
-        self.order_queue.put_nowait((coid, intent))
+        # The order leaves the event loop here, for the REST thread.
+        self.last_order = self.rest_thread.submit(self.place_order, coid, intent)
 
     def on_trade_update(self, data: dict) -> None:
         order = data.get("order") or {}
@@ -524,66 +561,71 @@ class TickTaker:
         elif event in TERMINAL_EVENTS:
             log.info("%s %s (filled %d)", event.upper(), coid, filled)
 
-    # -- order I/O: off the loop, one order at a time ----------------------
-    async def rest_call(self, fn: Callable, *args, **kwargs):
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.rest_thread, functools.partial(fn, *args, **kwargs))
+    # -- order I/O: in the REST thread, one order at a time ------------------
+    # These methods run in `rest_thread`, never on the event loop. They touch
+    # the Position only through `on_loop`, so all state changes stay on the
+    # loop's thread.
+    def on_loop(self, fn: Callable, *args) -> None:
+        self.loop.call_soon_threadsafe(fn, *args)
 
-    async def order_worker(self) -> None:
-        """Submit then cancel each order, in decision order; None ends it."""
-        while (item := await self.order_queue.get()) is not None:
-            coid, intent = item
-            if self.stopping:
-                self.position.release(coid)   # queued at Ctrl+C: never sent
-                continue
-            order_id = await self.submit(coid, intent)
+    def place_order(self, coid: str, intent: Intent) -> None:
+        """Submit the limit order, then cancel it at once (simulated IOC)."""
+        if self.stopping:
+            self.on_loop(self.position.release, coid)     # queued at Ctrl+C: never sent
+            return
+        try:
+            order_id = self.submit(coid, intent)
             if order_id is not None:
-                await self.cancel(coid, order_id)
+                self.cancel(coid, order_id)
+        except Exception:                  # a bug must not kill the REST thread
+            log.exception("order %s: unexpected error", coid)
 
-    async def submit(self, coid: str, intent: Intent) -> Optional[str]:
+    def submit(self, coid: str, intent: Intent) -> Optional[str]:
         """Send the limit order; return Alpaca's id, or None if not placed."""
         try:
-            order = await self.rest_call(
-                self.rest.submit_order, symbol=self.cfg.symbol, qty=LOT,
-                side=intent.side, type="limit", time_in_force="day",
-                limit_price=dollars(intent.limit_cents), client_order_id=coid)
-        except APIError as exc:        # the server answered: not placed
+            order = self.rest.submit_order(
+                symbol=self.cfg.symbol, qty=LOT, side=intent.side, type="limit",
+                time_in_force="day", limit_price=dollars(intent.limit_cents),
+                client_order_id=coid)
+        except APIError as exc:            # the server answered: not placed
             log.warning("REJECTED %s: HTTP %s %s", coid, exc.status_code, exc)
-            self.position.release(coid)
+            self.on_loop(self.position.release, coid)
             return None
-        except Exception as exc:       # no clear answer: ask whether it exists
+        except Exception as exc:           # no clear answer: ask whether it exists
             log.warning("order %s: %s; checking whether it was placed", coid, exc)
-            return await self.recover_unknown(coid)
-        tracked = self.position.orders.get(coid)
-        if tracked is not None:
-            tracked.order_id = order.id
+            return self.recover_unknown(coid)
+        self.on_loop(self.position.set_order_id, coid, order.id)
         return order.id
 
-    async def recover_unknown(self, coid: str) -> Optional[str]:
+    def recover_unknown(self, coid: str) -> Optional[str]:
         try:
-            order = await self.rest_call(self.rest.get_order_by_client_order_id, coid)
+            order = self.rest.get_order_by_client_order_id(coid)
         except Exception as exc:
             if http_status(exc) == 404:
                 log.warning("order %s was not placed", coid)
-                self.position.release(coid)
+                self.on_loop(self.position.release, coid)
             else:
                 log.error("order %s state unknown (%s); kept as pending", coid, exc)
             return None
+        self.on_loop(self.position.set_order_id, coid, order.id)
         return order.id
 
-    async def cancel(self, coid: str, order_id: str) -> None:
+    def cancel(self, coid: str, order_id: str) -> None:
         """The simulated IOC's second half. Refused because filled is normal."""
         try:
-            await self.rest_call(self.rest.cancel_order, order_id)
+            self.rest.cancel_order(order_id)
             log.debug("cancel sent for %s", coid)
         except Exception as exc:
-            status = http_status(exc)
-            if status in (404, 422):
+            if http_status(exc) in (404, 422):
                 log.info("cancel of %s not needed (%s)", coid, exc)
             else:
                 log.warning("cancel of %s failed (%s); it stays tracked and is "
                             "cancelled again at shutdown", coid, exc)
+
+    async def rest_call(self, fn: Callable, *args, **kwargs):
+        """Run a REST call (or one of the methods above) in the REST thread."""
+        return await self.loop.run_in_executor(
+            self.rest_thread, functools.partial(fn, *args, **kwargs))
 
     # -- run and shutdown ----------------------------------------------------
     async def check_account(self) -> None:
@@ -618,7 +660,6 @@ class TickTaker:
             await self.trading.close()
             await self.data.close()
             raise
-        worker = asyncio.create_task(self.order_worker())
         streams = {asyncio.create_task(self.data.run()): "market-data stream",
                    asyncio.create_task(self.trading.run()): "trading stream"}
         stopper = asyncio.create_task(stop.wait())
@@ -630,22 +671,25 @@ class TickTaker:
                 log.error("the %s ended (%s); stopping (automatic reconnects are "
                           "not built yet)", streams[task], exc or "closed by the server")
                 code = 1
-        await self.shutdown(worker, streams, stopper)
+        await self.shutdown(streams, stopper)
         return code
 
-    async def shutdown(self, worker: asyncio.Task, streams: dict, stopper: asyncio.Task) -> None:
+    async def shutdown(self, streams: dict, stopper: asyncio.Task) -> None:
         """Stop trading, cancel this run's open orders, wait for their final
         updates, print the summary."""
         self.stopping = True
         log.info("stopping: no new orders; cancelling this run's open orders")
         await self.data.close()
-        # Let the order in flight finish its submit+cancel; drop the queued ones.
+        # Let the order in flight finish its submit+cancel; queued ones are
+        # dropped (place_order sees `stopping`). One thread, in order: the
+        # last order's future done means all are.
         deadline = time.monotonic() + SHUTDOWN_WAIT_S
-        self.order_queue.put_nowait(None)
-        try:
-            await asyncio.wait_for(worker, SHUTDOWN_WAIT_S)
-        except asyncio.TimeoutError:
-            log.warning("an order call is still running; cancelling what we know of")
+        if self.last_order is not None:
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(self.last_order), SHUTDOWN_WAIT_S)
+            except asyncio.TimeoutError:
+                log.warning("an order call is still running; cancelling what we know of")
+        await asyncio.sleep(0)              # apply what the REST thread handed back
         await self.cancel_open_orders()
         # Wait briefly for the final updates of what we cancelled, then ask REST.
         while (self.position.orders and not self.trading.ws.closed
@@ -660,10 +704,9 @@ class TickTaker:
 
     async def cancel_open_orders(self) -> None:
         for coid, order in list(self.position.orders.items()):
-            if order.order_id is None:
-                order.order_id = await self.recover_unknown(coid)
-            if order.order_id is not None:
-                await self.cancel(coid, order.order_id)
+            order_id = order.order_id or await self.rest_call(self.recover_unknown, coid)
+            if order_id is not None:
+                await self.rest_call(self.cancel, coid, order_id)
 
     async def reconcile(self) -> None:
         """Apply the final state of any order whose last update did not arrive."""

@@ -109,6 +109,7 @@ class Received:
     """What the fake was sent, for tests to judge the bot by."""
     orders: list[dict] = field(default_factory=list)     # POST bodies, in order
     cancels: list[str] = field(default_factory=list)     # DELETE /v2/orders/{id} ids
+    order_times: list[float] = field(default_factory=list)  # perf_counter() at each POST
     requests: list[tuple[str, str]] = field(default_factory=list)
     data_connections: int = 0
     trading_connections: int = 0
@@ -136,6 +137,7 @@ class FakeAlpaca:
         self._trading_ws: set[web.WebSocketResponse] = set()
         self._changed = threading.Condition()
         self._pongs: dict[bytes, asyncio.Future] = {}
+        self.data_sent_at = 0.0                   # perf_counter() after the last data frame
         self.tape: Optional[Tape] = None          # set while replaying a file
         self.replay_latency_ns = 0
         self.replay_sent = 0                      # events sent so far
@@ -217,6 +219,7 @@ class FakeAlpaca:
         key = (request.method, route.canonical if route else request.path)
         self.received.requests.append(key)
         if key == ("POST", "/v2/orders"):          # recorded even when a fault answers
+            self.received.order_times.append(time.perf_counter())
             self.received.orders.append(await request.json())
         elif key == ("DELETE", "/v2/orders/{id}"):
             self.received.cancels.append(request.match_info["id"])
@@ -479,7 +482,10 @@ class FakeAlpaca:
         raw = json.dumps(message).encode()
         for ws in list(self._trading_ws):
             if not ws.closed:
-                await ws.send_bytes(raw)
+                try:
+                    await ws.send_bytes(raw)
+                except ConnectionError:       # the client went away meanwhile
+                    pass
         self._notify()
 
     # ----------------------------------------------------- market-data stream
@@ -557,6 +563,17 @@ class FakeAlpaca:
         for ws, packed in list(self._data_ws):
             if not ws.closed:
                 await sender(ws, packed)(wanted)
+        self.data_sent_at = time.perf_counter()
+
+    async def send_raw(self, frames: list[str]) -> float:
+        """Send pre-encoded JSON frames to every client as fast as it takes them;
+        return perf_counter() at the first send (for throughput benchmarks)."""
+        start = time.perf_counter()
+        for raw in frames:
+            for ws, _ in list(self._data_ws):
+                await ws.send_str(raw)
+        self.data_sent_at = time.perf_counter()
+        return start
 
     async def ping_data(self, timeout: float = WAIT_S) -> float:
         """Ping every market-data client; return the slowest pong's round trip (s).

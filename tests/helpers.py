@@ -40,10 +40,12 @@ def clean_env(**extra: str) -> dict[str, str]:
 class Bot:
     """The real, unmodified tick_taker.py in a subprocess."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
-        self.log_path = cwd / "bot.log"
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path,
+                 command: Optional[list[str]] = None, log_name: str = "bot.log") -> None:
+        self.log_path = cwd / log_name
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env,
+        command = command or [sys.executable, str(SCRIPT)]
+        self.proc = subprocess.Popen([*command, *args], cwd=cwd, env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
 

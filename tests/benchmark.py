@@ -1,0 +1,291 @@
+"""Speed and memory of the bot against a minimal baseline client, measured in one run.
+
+Run on demand (not part of the test suite; takes about two minutes):
+
+    pipenv run python -m tests.benchmark
+
+Both clients run as subprocesses against the fake Alpaca on loopback and are
+measured the same way, by the fake:
+
+- tick-to-order: the fake sends a triggering trade -> the fake receives the
+  order's POST (p50, p99 over isolated signals);
+- event-loop freedom: while an order's POST is held for 300 ms, the fake pings
+  the market-data websocket; the pong must come back promptly;
+- throughput: 20,000 quotes in frames of 100, then one signal: time from the
+  first quote to the order's POST, as quotes per second;
+- memory: the client's resident set (RSS) through a full replay of the hour
+  at maximum speed, sampled as it goes, and its peak.
+
+The baseline (`--baseline-client`) is the floor for Python on this stack:
+raw websockets + json + one keep-alive aiohttp session, no SDK, the same
+decision rules, fire-and-forget order tasks.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import calendar
+import functools
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.fake_alpaca import FakeAlpaca, FillPolicy, Tape, quote, rfc3339, trade
+from tests.helpers import ROOT, Bot, clean_env
+
+SYMBOL = "BNCH"
+SIGNALS = 150
+QUOTES = 20_000
+FRAME = 100
+SLOW_POST_S = 0.3
+QUANTITY = 1_000_000          # capacity never binds: orders do not fill here anyway
+
+
+# ------------------------------------------------------------ the baseline
+async def baseline_client(symbol: str) -> None:
+    """The same decision on the same streams, with the least Python can do."""
+    import aiohttp
+    import websockets
+
+    key, secret = os.environ["APCA_API_KEY_ID"], os.environ["APCA_API_SECRET_KEY"]
+    base = os.environ["APCA_API_BASE_URL"]
+    data = os.environ["APCA_API_STREAM_URL"].replace("http", "ws", 1) + "/v2/iex"
+    session = aiohttp.ClientSession(headers={"APCA-API-KEY-ID": key, "APCA-API-SECRET-KEY": secret})
+    ws = await websockets.connect(data)
+    await ws.recv()
+    await ws.send(json.dumps({"action": "auth", "key": key, "secret": secret}))
+    await ws.recv()
+    await ws.send(json.dumps({"action": "subscribe", "quotes": [symbol], "trades": [symbol]}))
+    @functools.lru_cache(maxsize=64)
+    def seconds(head: str) -> int:
+        return calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
+
+    def ns(stamp: str) -> int:                  # "....T..:..:..[.fffffffff]Z"
+        return seconds(stamp[:19]) * 10**9 + int(stamp[20:-1].ljust(9, "0") or 0)
+
+    level = (None, None)
+    level_t, armed, live = 0, False, (0, 0, 0, 0)
+    seq = 0
+    tasks = set()
+
+    async def order(side: str, cents: int, n: int) -> None:
+        body = {"symbol": symbol, "qty": 100, "side": side, "type": "limit",
+                "time_in_force": "day", "limit_price": cents / 100,
+                "client_order_id": f"baseline-{os.getpid()}-{n}"}
+        async with session.post(f"{base}/v2/orders", json=body) as resp:
+            placed = await resp.json()
+        async with session.delete(f"{base}/v2/orders/{placed['id']}") as resp:
+            await resp.read()
+
+    async for raw in ws:
+        for m in json.loads(raw):
+            if m.get("T") == "q":
+                bid, ask = round(m["bp"] * 100), round(m["ap"] * 100)
+                live = (bid, ask, m["bs"], m["as"])
+                if ask - bid == 1 and bid != level[0] and ask != level[1]:
+                    armed = level[0] is not None and abs(bid - level[0]) == 1
+                    level, level_t = (bid, ask), m["t"]
+            elif m.get("T") == "t" and armed and live[:2] == level and m["s"] >= 100:
+                if ns(m["t"]) - ns(level_t) <= 50_000_000:
+                    continue
+                cents = round(m["p"] * 100)
+                side = None
+                if cents == level[1] and live[2] * 5 > 9 * live[3]:
+                    side = "buy"
+                elif cents == level[0] and live[3] * 5 > 9 * live[2]:
+                    side = "sell"
+                if side:
+                    armed = False
+                    seq += 1
+                    task = asyncio.create_task(order(side, cents, seq))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+
+
+# ------------------------------------------------------------ measurements
+class Run:
+    """One client (the bot or the baseline) against a fresh fake."""
+
+    def __init__(self, kind: str, tmp: Path) -> None:
+        self.kind = kind
+        self.fake = FakeAlpaca().start()
+        self.fake.default_policy = FillPolicy(shares=0)       # orders rest; the cancel ends them
+        env = clean_env(**self.fake.env())
+        if kind == "bot":
+            self.client = Bot(["--symbol", SYMBOL, "--quantity", str(QUANTITY)], env, tmp,
+                              log_name=f"{kind}.log")
+        else:
+            env["PYTHONPATH"] = str(ROOT)
+            self.client = Bot(["--baseline-client", "--symbol", SYMBOL], env, tmp,
+                              command=[sys.executable, "-m", "tests.benchmark"],
+                              log_name=f"{kind}.log")
+        self.fake.wait_subscribed(SYMBOL, timeout=20)
+        self.bid = 1000
+
+    def close(self) -> None:
+        self.client.kill()
+        self.fake.stop()
+
+    def signal(self) -> float:
+        """An armed level, then a triggering print; return the tick-to-order time (s)."""
+        fake, n = self.fake, len(self.fake.received.orders)
+        self.bid += 3
+        fake.push(quote(SYMBOL, self.bid - 1, self.bid, 100, 100, _t(self.bid, 0)),
+                  quote(SYMBOL, self.bid, self.bid + 1, 900, 300, _t(self.bid, 1)))
+        fake.push(trade(SYMBOL, self.bid + 1, 100, _t(self.bid, 60)))
+        sent = fake.data_sent_at
+        fake.wait_orders(n + 1)
+        return fake.received.order_times[n] - sent
+
+    def tick_to_order(self) -> list[float]:
+        out = []
+        for _ in range(SIGNALS):
+            out.append(self.signal())
+            self.fake.wait_until(lambda: not self.fake.open_orders(), "the order to be cancelled")
+        return out
+
+    def pong_during_slow_post(self, repeats: int = 10) -> list[float]:
+        fake = self.fake
+        fake.latency_s[("POST", "/v2/orders")] = SLOW_POST_S
+        rtts = []
+        for _ in range(repeats):
+            n = len(fake.received.orders)
+            self.bid += 3
+            fake.push(quote(SYMBOL, self.bid - 1, self.bid, 100, 100, _t(self.bid, 0)),
+                      quote(SYMBOL, self.bid, self.bid + 1, 900, 300, _t(self.bid, 1)),
+                      trade(SYMBOL, self.bid + 1, 100, _t(self.bid, 60)))
+            fake.wait_orders(n + 1)
+            time.sleep(0.05)                  # well inside the 300 ms the POST is held
+            rtts.append(fake.call(fake.ping_data))
+            fake.wait_until(lambda: not fake.open_orders(), "the order to be cancelled")
+        del fake.latency_s[("POST", "/v2/orders")]
+        return rtts
+
+    def throughput(self) -> float:
+        """Quotes per second through the client's quote path, up to one order."""
+        fake = self.fake
+        n = len(fake.received.orders)
+        self.bid += 3
+        base = self.bid
+        msgs = [quote(SYMBOL, base - 1, base, 100 + i % 7, 100, _t(base, i / 1000))
+                for i in range(QUOTES - 2)]
+        msgs += [quote(SYMBOL, base, base + 1, 900, 300, _t(base, 30)),
+                 quote(SYMBOL, base, base + 1, 900, 300, _t(base, 31))]
+        encoded = []
+        for i in range(0, len(msgs), FRAME):
+            encoded.append(_encode(msgs[i:i + FRAME]))
+        encoded.append(_encode([trade(SYMBOL, base + 1, 100, _t(base, 100))]))
+        start = fake.call(fake.send_raw, encoded)
+        fake.wait_orders(n + 1, timeout=60)
+        elapsed = fake.received.order_times[n] - start
+        fake.wait_until(lambda: not fake.open_orders(), "the order to be cancelled")
+        return QUOTES / elapsed
+
+    def replay_memory(self, tape: Tape) -> tuple[list[int], int]:
+        """RSS (KiB) at each tenth of the hour, and the peak."""
+        fake = self.fake
+        samples = []
+        job = asyncio.run_coroutine_threadsafe(fake.replay(tape, SYMBOL, None, 5.0), fake._loop)
+        tenth = len(tape.events) // 10
+        while not job.done():
+            if fake.replay_sent >= (len(samples) + 1) * tenth:
+                samples.append(_status(self.client.proc.pid, "VmRSS"))
+            time.sleep(0.02)
+        job.result()
+        samples.append(_status(self.client.proc.pid, "VmRSS"))
+        return samples, _status(self.client.proc.pid, "VmHWM")
+
+
+def _t(bid: int, ms: float) -> int:
+    return 1_795_000_000_000_000_000 + bid * 10**9 + round(ms * 1e6)
+
+
+def _encode(msgs: list[dict]) -> str:
+    return json.dumps([{**m, "t": rfc3339(m["t"])} for m in msgs])
+
+
+def _status(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def pctl(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def measure(kind: str, tape: Tape, tmp: Path) -> dict:
+    print(f"measuring the {kind} ...", file=sys.stderr, flush=True)
+    run = Run(kind, tmp)
+    try:
+        run.signal()                                        # warm-up
+        t2o = run.tick_to_order()
+        pongs = run.pong_during_slow_post()
+        qps = max(run.throughput() for _ in range(3))
+    finally:
+        run.close()
+    run = Run(kind, tmp)                                    # a fresh process for memory
+    try:
+        rss, peak = run.replay_memory(tape)
+    finally:
+        run.close()
+    return {"p50": statistics.median(t2o), "p99": pctl(t2o, 0.99), "pong": max(pongs),
+            "pong_median": statistics.median(pongs), "qps": qps, "rss": rss, "peak": peak}
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+                 platform.machine())
+    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}, {platform.system()}"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description="tick-taker benchmark (see the module docstring)")
+    p.add_argument("--baseline-client", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--symbol", default=SYMBOL, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.baseline_client:
+        try:
+            asyncio.run(baseline_client(args.symbol))
+        except KeyboardInterrupt:
+            pass
+        return 0
+    tape = Tape(Path(ROOT / "tests" / "data" / "msft_2012-06-21.csv.gz"))
+    with tempfile.TemporaryDirectory() as tmp:
+        bot = measure("bot", tape, Path(tmp))
+        base = measure("baseline", tape, Path(tmp))
+    ms = 1000
+    rows = [
+        ("tick-to-order p50", f"{bot['p50'] * ms:.2f} ms", f"{base['p50'] * ms:.2f} ms",
+         bot["p50"] / base["p50"], "<= 1.5x", bot["p50"] / base["p50"] <= 1.5),
+        ("tick-to-order p99", f"{bot['p99'] * ms:.2f} ms", f"{base['p99'] * ms:.2f} ms",
+         bot["p99"] / base["p99"], "", None),
+        ("pong during a 300 ms POST (worst of 10)", f"{bot['pong'] * ms:.2f} ms",
+         f"{base['pong'] * ms:.2f} ms", bot["pong"] / base["pong"], "< 5 ms", bot["pong"] < 0.005),
+        ("throughput (quotes/s, best of 3)", f"{bot['qps']:,.0f}", f"{base['qps']:,.0f}",
+         bot["qps"] / base["qps"], ">= 0.85x", bot["qps"] / base["qps"] >= 0.85),
+        ("peak RSS over the hour", f"{bot['peak'] / 1024:.1f} MiB", f"{base['peak'] / 1024:.1f} MiB",
+         bot["peak"] / base["peak"], "flat", None),
+    ]
+    print(f"\ntick-taker benchmark, {SIGNALS} signals; machine: {machine()}\n")
+    print(f"| measure | bot | baseline | bot/baseline | target | met |\n|---|---|---|---|---|---|")
+    for name, b, a, ratio, target, met in rows:
+        print(f"| {name} | {b} | {a} | {ratio:.2f} | {target} | "
+              f"{'' if met is None else ('yes' if met else 'NO')} |")
+    growth = (bot["rss"][-1] - bot["rss"][0]) / 1024
+    print(f"\nbot RSS at each tenth of the hour (MiB): "
+          f"{', '.join(f'{k / 1024:.1f}' for k in bot['rss'])}  (growth {growth:+.1f} MiB)")
+    print(f"baseline RSS (MiB): {', '.join(f'{k / 1024:.1f}' for k in base['rss'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
