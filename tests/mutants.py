@@ -23,7 +23,8 @@ MUTANTS = {
     "ratio-inclusive": ("bid_size > IMBALANCE_RATIO * ask_size", "bid_size >= IMBALANCE_RATIO * ask_size"),
     "ratio-value": ('IMBALANCE_RATIO = Fraction("1.8")', 'IMBALANCE_RATIO = Fraction("1.5")'),
     "sell-ratio": ("ask_size > IMBALANCE_RATIO * bid_size", "ask_size > bid_size"),
-    "guard-inclusive": ("t_ns - quote.level_time_ns <= QUOTE_GUARD_NS", "t_ns - quote.level_time_ns < QUOTE_GUARD_NS"),
+    "guard-inclusive": ("as_ns(t) - quote.level_time_ns <= QUOTE_GUARD_NS",
+                        "as_ns(t) - quote.level_time_ns < QUOTE_GUARD_NS"),
     "guard-off": ("QUOTE_GUARD_NS = 50_000_000", "QUOTE_GUARD_NS = 0"),
     "lot-size": ("if size < LOT:", "if size < 1:"),
     "capacity": ("self.held + self.pending_buys + LOT <= self.quantity",
@@ -35,9 +36,9 @@ MUTANTS = {
     "live-at-level": ("if not quote.at_level():", "if False:"),
     "cumulative-fill": ("delta = min(filled_qty, order.qty) - order.filled", "delta = min(filled_qty, order.qty)"),
     "expired-releases": ('{"fill", "canceled", "expired",', '{"fill", "canceled",'),
-    "failed-send-releases": ("            self.position.release(coid)\n            return None",
+    "failed-send-releases": ("            self.on_loop(self.position.release, coid)\n            return None",
                              "            return None"),
-    "no-cancel": ("                await self.cancel(coid, order_id)", "                pass"),
+    "no-cancel": ("                self.cancel(coid, order_id)", "                pass"),
     "no-shutdown-cancel": ("        await self.cancel_open_orders()\n", ""),
     "foreign-updates": ("        if coid not in self.position.orders:\n", "        if False:\n"),
     "register-late": ("        self.position.register(coid, intent.side, intent.limit_cents)\n", ""),
@@ -61,6 +62,11 @@ def run(name: str, old: str, new: str) -> tuple[bool, str]:
 
 def main() -> int:
     names = sys.argv[1:] or list(MUTANTS)
+    source = (ROOT / "tick_taker.py").read_text()
+    stale = [n for n in names if source.count(MUTANTS[n][0]) != 1]
+    if stale:
+        print(f"update these mutants to the current tick_taker.py: {', '.join(stale)}")
+        return 2
     survivors = 0
     for name in names:
         caught, by = run(name, *MUTANTS[name])
