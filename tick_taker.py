@@ -27,12 +27,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import calendar
+import collections
 import concurrent.futures
 import functools
 import itertools
 import json
 import logging
 import os
+import random
 import re
 import signal
 import sys
@@ -68,6 +70,13 @@ CLIENT_ID_PREFIX = "tick-taker-"     # our orders' client_order_id starts with t
 REST_TIMEOUT_S = 10                  # the SDK sets none; a hung call would freeze orders
 SHUTDOWN_WAIT_S = 3.0                # how long Ctrl+C waits for in-flight work
 WS_CLOSE_TIMEOUT_S = 1.0
+RATE_LIMIT_PER_MIN = 200             # Alpaca's documented REST rate, per account
+RECONNECT_FIRST_S = 0.5              # reconnect backoff: doubles each try, with jitter,
+RECONNECT_MAX_S = 30.0               # up to this (the SDK's own loop retries every 10 ms)
+CANCEL_TRIES = 4                     # a cancel refused with 429/5xx is retried, backing off
+MAX_ORDER_AGE_S = 1.0                # a signal still waiting for the REST thread this long is dropped
+DEFAULT_STALE_S = 60.0               # no market data this long: warn and disarm the level
+DEFAULT_CLOSE_BUFFER_MIN = 5.0       # no new orders this close to the close
 
 # Terminal events: after these no more fills can come for the order.
 TERMINAL_EVENTS = frozenset(
@@ -91,6 +100,9 @@ class Config:
     base_url: str            # REST and trading stream (`<base>/stream`)
     data_url: str            # market-data stream (`<data>/v2/<feed>`)
     feed: str                # iex or sip
+    stale_s: float = DEFAULT_STALE_S                  # market-data watchdog
+    close_buffer_min: float = DEFAULT_CLOSE_BUFFER_MIN  # stop new orders before the close
+    flatten_at_close: bool = False                    # sell what this run bought, then
 
 
 # An exchange timestamp: integer ns since the epoch, or the stream's RFC-3339
@@ -154,7 +166,7 @@ class TrackedOrder:
     """One order of this run, as the Position tracker sees it."""
     side: str                      # "buy" or "sell"
     qty: int
-    limit_cents: int
+    limit_cents: Optional[int]     # None: a market order (flattening at the close)
     filled: int = 0                # cumulative filled_qty last seen
     notional_cents: int = 0        # cumulative filled_qty * filled_avg_price
     order_id: Optional[str] = None  # Alpaca's id, once the POST returned
@@ -172,9 +184,10 @@ class Position:
     uses the average cost of the shares held.
     """
 
-    def __init__(self, quantity: int) -> None:
+    def __init__(self, quantity: int, preexisting: int = 0) -> None:
         self.quantity = quantity
-        self.held = 0
+        self.preexisting = preexisting  # shares held before this run: count toward
+        self.held = 0                   # the quantity, never sold by the bot
         self.cost_cents = 0            # what the held shares cost (average cost)
         self.realized_cents = 0
         self.bought = self.sold = 0
@@ -190,12 +203,12 @@ class Position:
         return sum(o.pending for o in self.orders.values() if o.side == "sell")
 
     def can_buy(self) -> bool:
-        return self.held + self.pending_buys + LOT <= self.quantity
+        return self.preexisting + self.held + self.pending_buys + LOT <= self.quantity
 
     def can_sell(self) -> bool:
         return self.held - self.pending_sells >= LOT
 
-    def register(self, client_order_id: str, side: str, limit_cents: int,
+    def register(self, client_order_id: str, side: str, limit_cents: Optional[int],
                  qty: int = LOT) -> None:
         """Record an order before it is sent, so even an update that beats
         the REST reply is matched and counted."""
@@ -354,21 +367,86 @@ def endpoint_kind(base_url: str) -> str:
     return "CUSTOM"
 
 
-class _TimeoutAdapter(HTTPAdapter):
-    """Gives every SDK request a timeout (the SDK passes none)."""
+class RateLimiter:
+    """Keeps REST requests within Alpaca's rate and pauses after a 429.
+
+    Every HTTP request counts, retries included (both calls of an order
+    attempt, too). Pure bookkeeping: callers pass the (monotonic) time.
+    """
+
+    def __init__(self, limit: int = RATE_LIMIT_PER_MIN, window_s: float = 60.0) -> None:
+        self.limit, self.window_s = limit, window_s
+        self.sent: collections.deque[float] = collections.deque()
+        self.paused_until = 0.0
+        self.strikes = 0                 # 429s in a row
+
+    def _trim(self, now: float) -> None:
+        while self.sent and self.sent[0] <= now - self.window_s:
+            self.sent.popleft()
+
+    def can_send(self, n: int, now: float) -> bool:
+        """Room for n requests right now (an order attempt needs 2)?"""
+        self._trim(now)
+        return now >= self.paused_until and len(self.sent) + n <= self.limit
+
+    def wait_s(self, now: float) -> float:
+        """How long the next request must wait."""
+        self._trim(now)
+        full = self.sent[0] + self.window_s - now if len(self.sent) >= self.limit else 0.0
+        return max(full, self.paused_until - now, 0.0)
+
+    def record(self, now: float) -> None:
+        self.sent.append(now)
+
+    def throttled(self, now: float, reset_in: Optional[float]) -> float:
+        """A 429: pause until Alpaca's reset, or back off 1, 2, 4 ... 60 s."""
+        self.strikes += 1
+        pause = reset_in if reset_in is not None else 2.0 ** (self.strikes - 1)
+        pause = min(max(pause, 0.5), 60.0)
+        self.paused_until = now + pause
+        return pause
+
+    def answered(self) -> None:
+        self.strikes = 0
+
+
+class _RestAdapter(HTTPAdapter):
+    """Every SDK request passes here: a timeout (the SDK sets none) and the
+    rate limiter (it waits in the REST thread, never on the event loop)."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        super().__init__()
+        self.limiter = limiter
 
     def send(self, request, **kwargs):  # type: ignore[override]
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = REST_TIMEOUT_S
-        return super().send(request, **kwargs)
+        wait = self.limiter.wait_s(time.monotonic())
+        if wait > 0:
+            log.warning("REST rate limit: waiting %.1f s", wait)
+            time.sleep(wait)
+        self.limiter.record(time.monotonic())
+        response = super().send(request, **kwargs)
+        if response.status_code == 429:
+            reset = response.headers.get("X-RateLimit-Reset")
+            reset_in = float(reset) - time.time() if reset and reset.isdigit() else None
+            pause = self.limiter.throttled(time.monotonic(), reset_in)
+            log.warning("HTTP 429 from Alpaca: no new orders for %.1f s", pause)
+        else:
+            self.limiter.answered()
+        return response
 
 
-def make_rest(cfg: Config) -> REST:
+def make_rest(cfg: Config, limiter: RateLimiter) -> REST:
     rest = REST(cfg.key_id, cfg.secret_key, cfg.base_url, api_version="v2")
     # The SDK's session is private, but a REST call with no timeout can hang
-    # the order worker for good; mounting an adapter is the least intrusive fix.
+    # the order thread for good, and the rate must be kept for every request;
+    # mounting an adapter is the least intrusive way to do both.
     for scheme in ("http://", "https://"):
-        rest._session.mount(scheme, _TimeoutAdapter())
+        rest._session.mount(scheme, _RestAdapter(limiter))
+    # The SDK retries a 429 after a blocking 3 s: an order sent 3 s late is
+    # wrong for this strategy. The bot backs off itself (see RateLimiter).
+    rest._retry = 0
     # With no proxy configured, skip requests' per-call look-ups of proxy
     # variables and ~/.netrc: about 0.1 ms off every order (keys go in headers).
     if not any(name.lower().endswith("_proxy") for name in os.environ):
@@ -385,21 +463,32 @@ def http_status(exc: BaseException) -> Optional[int]:
     return None
 
 
+class StreamError(Exception):
+    """A stream failed to connect or sign in in a way worth retrying."""
+
+
+def backoff_s(attempt: int) -> float:
+    """Exponential backoff with jitter: 0.25-0.5 s, 0.5-1 s, ... up to 15-30 s."""
+    ceiling = min(RECONNECT_MAX_S, RECONNECT_FIRST_S * 2 ** attempt)
+    return random.uniform(ceiling / 2, ceiling)
+
+
 async def connect(url: str, what: str) -> websockets.WebSocketClientProtocol:
+    # Pings every 10 s: a connected-but-dead socket is noticed within 40 s.
     try:
         return await websockets.connect(
             url, ping_interval=10, ping_timeout=30, close_timeout=WS_CLOSE_TIMEOUT_S,
             open_timeout=REST_TIMEOUT_S)
     except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
-        raise FatalError(f"cannot connect to the {what} at {url}: {exc}") from None
+        raise StreamError(f"cannot connect to the {what} at {url}: {exc}") from None
 
 
 async def recv_json(ws: websockets.WebSocketClientProtocol, what: str):
-    """The next message, decoded; a close during the handshake is fatal."""
+    """The next message, decoded."""
     try:
         raw = await asyncio.wait_for(ws.recv(), REST_TIMEOUT_S)
     except (asyncio.TimeoutError, websockets.ConnectionClosed) as exc:
-        raise FatalError(f"the {what} closed during sign-in: {exc}") from None
+        raise StreamError(f"the {what} closed during sign-in: {exc}") from None
     return json.loads(raw)
 
 
@@ -419,28 +508,34 @@ class DataStream:
         self.cfg = cfg
         self.on_quote, self.on_trade = on_quote, on_trade
         self.ws: Optional[websockets.WebSocketClientProtocol] = None
+        self.last_data = time.monotonic()     # when the last frame arrived (watchdog)
 
     async def open(self) -> None:
-        """Connect, sign in and subscribe; a refusal is fatal, never retried."""
+        """Connect, sign in and subscribe. Refused keys or plan are fatal;
+        anything else (a 406 included) raises StreamError, worth a retry."""
         what = "market-data stream"
+        await self.close()
         self.ws = await connect(self.url, what)
         first = await recv_json(self.ws, what)
         if not (first and first[0].get("T") == "success"):
-            raise FatalError(f"unexpected greeting from the {what}: {first}")
+            raise StreamError(f"unexpected greeting from the {what}: {first}")
         await self.ws.send(json.dumps(
             {"action": "auth", "key": self.cfg.key_id, "secret": self.cfg.secret_key}))
         reply = (await recv_json(self.ws, what))[0]
         if reply.get("T") == "error":
             code = reply.get("code")
-            raise FatalError(DATA_ERRORS.get(code, f"{what} error {code}: {reply.get('msg')}"))
+            text = DATA_ERRORS.get(code, f"{what} error {code}: {reply.get('msg')}")
+            raise (FatalError if code in (402, 409) else StreamError)(text)
         sym = [self.cfg.symbol]
         await self.ws.send(json.dumps({"action": "subscribe", "quotes": sym, "trades": sym}))
+        self.last_data = time.monotonic()
         log.info("market data: subscribed to %s quotes and trades (%s)",
                  self.cfg.symbol, self.url)
 
     async def run(self) -> None:
         """Dispatch messages until the socket closes (then return)."""
         async for raw in self.ws:
+            self.last_data = time.monotonic()
             try:
                 self.dispatch(json.loads(raw))
             except Exception:   # one malformed frame must not end the run
@@ -475,7 +570,9 @@ class TradingStream:
         self.ws: Optional[websockets.WebSocketClientProtocol] = None
 
     async def open(self) -> None:
+        """Connect, sign in and listen; refused keys are fatal."""
         what = "trading stream"
+        await self.close()
         self.ws = await connect(self.url, what)
         await self.ws.send(json.dumps(
             {"action": "auth", "key": self.cfg.key_id, "secret": self.cfg.secret_key}))
@@ -507,14 +604,18 @@ class TradingStream:
 class TickTaker:
     """Owns the state and the I/O of one run."""
 
-    def __init__(self, cfg: Config, rest: REST) -> None:
+    def __init__(self, cfg: Config, rest: REST, limiter: RateLimiter) -> None:
         self.cfg = cfg
         self.rest = rest
+        self.limiter = limiter
         self.quote = Quote()
         self.position = Position(cfg.quantity)
         self.run_id = uuid.uuid4().hex[:8]
         self._seq = itertools.count(1)
-        self.stopping = False
+        self.stopping = False           # Ctrl+C, the close, or a fatal error
+        self.closing = False            # too close to the close for new orders
+        self.trading_live = False       # the trading stream is up: fills are seen
+        self.close_at: Optional[float] = None    # epoch seconds, from the clock
         # All REST calls leave the event loop for this one thread, in order,
         # so quotes and trades keep flowing while an order is in flight.
         self.rest_thread = concurrent.futures.ThreadPoolExecutor(1, "rest")
@@ -531,10 +632,13 @@ class TickTaker:
                       "armed" if self.quote.armed else "not armed")
 
     def on_trade(self, price_cents: int, size: int, t: ExchangeTime) -> None:
-        if self.stopping:
-            return
+        if self.stopping or self.closing or not self.trading_live:
+            return                               # no order while our state may be stale
         intent = decide(self.quote, self.position, price_cents, size, t)
         if intent is None:
+            return
+        if not self.limiter.can_send(2, time.monotonic()):   # submit + cancel
+            log.warning("signal at %s skipped: REST rate limit", dollars(intent.limit_cents))
             return
         self.quote.disarm()                      # an attempt: one per level
         coid = f"{CLIENT_ID_PREFIX}{self.run_id}-{next(self._seq)}"
@@ -543,7 +647,8 @@ class TickTaker:
                  self.cfg.symbol, dollars(intent.limit_cents), self.quote.level_changes,
                  intent.reason, coid)
         # The order leaves the event loop here, for the REST thread.
-        self.last_order = self.rest_thread.submit(self.place_order, coid, intent)
+        self.last_order = self.rest_thread.submit(
+            self.place_order, coid, intent, time.monotonic())
 
     def on_trade_update(self, data: dict) -> None:
         order = data.get("order") or {}
@@ -568,24 +673,29 @@ class TickTaker:
     def on_loop(self, fn: Callable, *args) -> None:
         self.loop.call_soon_threadsafe(fn, *args)
 
-    def place_order(self, coid: str, intent: Intent) -> None:
+    def place_order(self, coid: str, intent: Intent, decided_at: float) -> None:
         """Submit the limit order, then cancel it at once (simulated IOC)."""
-        if self.stopping:
-            self.on_loop(self.position.release, coid)     # queued at Ctrl+C: never sent
+        age = time.monotonic() - decided_at
+        if self.stopping or age > MAX_ORDER_AGE_S:
+            if not self.stopping:
+                log.warning("order %s not sent: the signal is %.1f s old", coid, age)
+            self.on_loop(self.position.release, coid)
             return
         try:
-            order_id = self.submit(coid, intent)
+            order_id = self.submit(coid, intent.side, LOT, intent.limit_cents)
             if order_id is not None:
                 self.cancel(coid, order_id)
         except Exception:                  # a bug must not kill the REST thread
             log.exception("order %s: unexpected error", coid)
 
-    def submit(self, coid: str, intent: Intent) -> Optional[str]:
-        """Send the limit order; return Alpaca's id, or None if not placed."""
+    def submit(self, coid: str, side: str, qty: int, limit_cents: Optional[int]) -> Optional[str]:
+        """Send a day order (limit, or market when limit_cents is None); return
+        Alpaca's id, or None if it was not placed."""
+        kind = "market" if limit_cents is None else "limit"
         try:
             order = self.rest.submit_order(
-                symbol=self.cfg.symbol, qty=LOT, side=intent.side, type="limit",
-                time_in_force="day", limit_price=dollars(intent.limit_cents),
+                symbol=self.cfg.symbol, qty=qty, side=side, type=kind, time_in_force="day",
+                limit_price=None if limit_cents is None else dollars(limit_cents),
                 client_order_id=coid)
         except APIError as exc:            # the server answered: not placed
             log.warning("REJECTED %s: HTTP %s %s", coid, exc.status_code, exc)
@@ -611,23 +721,31 @@ class TickTaker:
         return order.id
 
     def cancel(self, coid: str, order_id: str) -> None:
-        """The simulated IOC's second half. Refused because filled is normal."""
-        try:
-            self.rest.cancel_order(order_id)
-            log.debug("cancel sent for %s", coid)
-        except Exception as exc:
-            if http_status(exc) in (404, 422):
-                log.info("cancel of %s not needed (%s)", coid, exc)
-            else:
+        """The simulated IOC's second half. Refused because filled is normal;
+        a 429 or 5xx is retried, backing off, in this thread."""
+        for attempt in range(CANCEL_TRIES):
+            try:
+                self.rest.cancel_order(order_id)
+                log.debug("cancel sent for %s", coid)
+                return
+            except Exception as exc:
+                if http_status(exc) in (404, 422):
+                    log.info("cancel of %s not needed (%s)", coid, exc)
+                    return
+                if attempt + 1 < CANCEL_TRIES and not self.stopping:
+                    log.warning("cancel of %s failed (%s); retrying", coid, exc)
+                    time.sleep(0.25 * 2 ** attempt)
+                    continue
                 log.warning("cancel of %s failed (%s); it stays tracked and is "
                             "cancelled again at shutdown", coid, exc)
+                return
 
     async def rest_call(self, fn: Callable, *args, **kwargs):
         """Run a REST call (or one of the methods above) in the REST thread."""
         return await self.loop.run_in_executor(
             self.rest_thread, functools.partial(fn, *args, **kwargs))
 
-    # -- run and shutdown ----------------------------------------------------
+    # -- start-up --------------------------------------------------------------
     async def check_account(self) -> None:
         """One REST call proves the keys before any stream opens."""
         try:
@@ -650,35 +768,172 @@ class TickTaker:
             if name in raw:
                 log.info("account %s: %s", name, raw[name])
 
+    async def wait_for_open(self, stop: asyncio.Event) -> bool:
+        """Wait until the market is open (the clock endpoint); False if stopped."""
+        while True:
+            clock = await self.rest_call(self.rest.get_clock)
+            if clock.is_open:
+                self.close_at = clock.next_close.timestamp()
+                return True
+            wait = clock.next_open.timestamp() - time.time()
+            log.info("market closed: waiting %.0f s for the open at %s (Ctrl+C to stop)",
+                     max(wait, 0), clock.next_open)
+            try:
+                await asyncio.wait_for(stop.wait(), min(max(wait, 0.5), 300))
+                return False
+            except asyncio.TimeoutError:
+                pass
+
+    async def adopt_account_state(self) -> None:
+        """A restart: cancel the open orders of earlier runs of this bot, report
+        anyone else's, and count the shares already held toward --quantity."""
+        symbol = self.cfg.symbol
+        for o in await self.rest_call(self.rest.list_orders, status="open", limit=500,
+                                      symbols=[symbol]):
+            if o.client_order_id.startswith(CLIENT_ID_PREFIX):
+                log.warning("cancelling %s, an open order of an earlier run", o.client_order_id)
+                await self.rest_call(self.cancel, o.client_order_id, o.id)
+            else:
+                log.warning("open order %s (%s %s %s) is not this bot's: left alone",
+                            o.client_order_id, o.side, o.qty, symbol)
+        try:
+            held = int(Decimal((await self.rest_call(self.rest.get_position, symbol)).qty))
+        except Exception as exc:
+            if http_status(exc) != 404:                   # 404: no position
+                raise FatalError(f"cannot read the position in {symbol}: {exc}") from None
+            held = 0
+        if held:
+            log.warning("the account already holds %+d %s: counted toward --quantity %d; "
+                        "the bot sells only shares it buys in this run",
+                        held, symbol, self.cfg.quantity)
+        self.position.preexisting = max(held, 0)
+
+    # -- streams: run, reconnect, watch -----------------------------------------
+    async def keep_streaming(self, stream, name: str, on_down: Callable,
+                             on_up: Callable) -> None:
+        """Run a stream; when it drops, reconnect with backoff and resubscribe."""
+        while True:
+            try:
+                await stream.run()
+                reason = "closed by the server"
+            except websockets.ConnectionClosed as exc:
+                reason = str(exc)
+            if self.stopping:
+                return
+            on_down()
+            log.warning("the %s dropped (%s); reconnecting", name, reason)
+            for attempt in itertools.count():
+                delay = backoff_s(attempt)
+                await asyncio.sleep(delay)
+                try:
+                    await stream.open()            # FatalError (refused keys) ends the run
+                    break
+                except StreamError as exc:
+                    log.warning("%s: reconnect failed (%s); retrying", name, exc)
+            log.info("the %s is back", name)
+            await on_up()
+
+    def data_down(self) -> None:
+        self.quote.disarm()
+        log.warning("level disarmed until a fresh one-cent level change")
+
+    async def data_up(self) -> None:
+        self.quote.disarm()
+
+    def trading_down(self) -> None:
+        self.trading_live = False
+        log.warning("no new orders until the trading stream is back")
+
+    async def trading_up(self) -> None:
+        """Fills may have happened while the stream was down: ask for them."""
+        await self.reconcile(final=False)
+        self.trading_live = True
+
+    async def watchdog(self) -> None:
+        """No market data for stale_s seconds: warn, and do not trade the stale level."""
+        stale_s, warned = self.cfg.stale_s, False
+        while True:
+            await asyncio.sleep(min(1.0, stale_s / 4))
+            quiet = time.monotonic() - self.data.last_data
+            if quiet < stale_s:
+                warned = False
+            elif not warned:
+                warned = True
+                self.quote.disarm()
+                log.warning("no market data for %.0f s: level disarmed until a fresh "
+                            "one-cent level change", quiet)
+
+    async def close_watch(self, stop: asyncio.Event) -> None:
+        """Stop new orders close_buffer_min before the close; flatten if asked;
+        stop at the close."""
+        if self.close_at is None:
+            return
+        await asyncio.sleep(max(0.0, self.close_at - self.cfg.close_buffer_min * 60 - time.time()))
+        self.closing = True
+        log.info("%g minutes to the close: no new orders", self.cfg.close_buffer_min)
+        if self.cfg.flatten_at_close:
+            await self.flatten()
+        await asyncio.sleep(max(0.0, self.close_at - time.time()))
+        log.info("the market closed: stopping")
+        stop.set()
+
+    async def flatten(self) -> None:
+        """Sell, at market, the shares this run bought and still holds."""
+        qty = self.position.held - self.position.pending_sells
+        if qty <= 0:
+            return
+        coid = f"{CLIENT_ID_PREFIX}{self.run_id}-{next(self._seq)}"
+        self.position.register(coid, "sell", None, qty)
+        log.info("FLATTEN: SELL %d %s at market [%s]", qty, self.cfg.symbol, coid)
+        await self.rest_call(self.submit, coid, "sell", qty, None)
+
+    # -- run and shutdown ----------------------------------------------------
     async def run(self, stop: asyncio.Event) -> int:
-        """Trade until `stop` is set or a stream ends; return the exit code."""
+        """Trade until `stop` is set (Ctrl+C, the close) or a fatal error;
+        return the exit code."""
         await self.check_account()
+        if not await self.wait_for_open(stop):
+            self.log_summary()
+            return 0
+        await self.adopt_account_state()
         try:
             await self.trading.open()
             await self.data.open()
-        except FatalError:
+        except (FatalError, StreamError) as exc:
             await self.trading.close()
             await self.data.close()
-            raise
-        streams = {asyncio.create_task(self.data.run()): "market-data stream",
-                   asyncio.create_task(self.trading.run()): "trading stream"}
+            raise FatalError(str(exc)) from None
+        self.trading_live = True
+        trading = asyncio.create_task(self.keep_streaming(
+            self.trading, "trading stream", self.trading_down, self.trading_up))
+        tasks = {
+            trading,
+            asyncio.create_task(self.keep_streaming(
+                self.data, "market-data stream", self.data_down, self.data_up)),
+            asyncio.create_task(self.watchdog()),
+            asyncio.create_task(self.close_watch(stop)),
+        }
         stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([stopper, *streams], return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         code = 0
-        for task in done:
-            if task in streams:
+        for task in done - {stopper}:
+            if not task.cancelled() and task.exception() is not None:
                 exc = task.exception()
-                log.error("the %s ended (%s); stopping (automatic reconnects are "
-                          "not built yet)", streams[task], exc or "closed by the server")
+                if isinstance(exc, FatalError):
+                    log.error("%s", exc)
+                else:
+                    log.error("stopping on an unexpected error: %r", exc)
                 code = 1
-        await self.shutdown(streams, stopper)
+        await self.shutdown(tasks - {trading} | {stopper}, trading)
         return code
 
-    async def shutdown(self, streams: dict, stopper: asyncio.Task) -> None:
+    async def shutdown(self, tasks: set, trading: asyncio.Task) -> None:
         """Stop trading, cancel this run's open orders, wait for their final
-        updates, print the summary."""
+        updates (the trading stream stays up for them), print the summary."""
         self.stopping = True
         log.info("stopping: no new orders; cancelling this run's open orders")
+        for task in tasks:
+            task.cancel()
         await self.data.close()
         # Let the order in flight finish its submit+cancel; queued ones are
         # dropped (place_order sees `stopping`). One thread, in order: the
@@ -692,12 +947,11 @@ class TickTaker:
         await asyncio.sleep(0)              # apply what the REST thread handed back
         await self.cancel_open_orders()
         # Wait briefly for the final updates of what we cancelled, then ask REST.
-        while (self.position.orders and not self.trading.ws.closed
-               and time.monotonic() < deadline + SHUTDOWN_WAIT_S):
+        while (self.position.orders and self.trading.ws is not None
+               and not self.trading.ws.closed and time.monotonic() < deadline + SHUTDOWN_WAIT_S):
             await asyncio.sleep(0.02)
-        await self.reconcile()
-        for task in (stopper, *streams):
-            task.cancel()
+        await self.reconcile(final=True)
+        trading.cancel()
         await self.trading.close()
         self.rest_thread.shutdown(wait=False, cancel_futures=True)
         self.log_summary()
@@ -708,19 +962,21 @@ class TickTaker:
             if order_id is not None:
                 await self.rest_call(self.cancel, coid, order_id)
 
-    async def reconcile(self) -> None:
-        """Apply the final state of any order whose last update did not arrive."""
+    async def reconcile(self, final: bool) -> None:
+        """Apply the current state of every order still in flight, as REST
+        reports it: fills missed while the trading stream was down count once
+        (cumulative filled_qty), terminal orders are released."""
         for coid in list(self.position.orders):
             try:
                 o = await asyncio.wait_for(
                     self.rest_call(self.rest.get_order_by_client_order_id, coid),
                     REST_TIMEOUT_S)
             except Exception as exc:
-                log.warning("could not read the final state of %s: %s", coid, exc)
+                log.warning("could not read the state of %s: %s", coid, exc)
                 continue
             event = {"filled": "fill", "partially_filled": "partial_fill"}.get(o.status, o.status)
             self.on_trade_update({"event": event, "order": o._raw})
-            if coid in self.position.orders:
+            if final and coid in self.position.orders:
                 log.warning("order %s is still %s at exit", coid, o.status)
 
     def log_summary(self) -> None:
@@ -731,6 +987,8 @@ class TickTaker:
                  "realized P&L %s$%s", self.cfg.symbol, p.orders_sent, p.bought, p.sold,
                  p.held, "-" if p.realized_cents < 0 else "+",
                  dollars(abs(p.realized_cents)))
+        if p.preexisting:
+            log.info("shares held before this run, untouched: %d", p.preexisting)
         if p.orders:
             log.warning("%d order(s) of this run may still be open: %s",
                         len(p.orders), ", ".join(p.orders))
@@ -766,6 +1024,14 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    f"default {DATA_STREAM_URL})")
     p.add_argument("--feed", choices=("iex", "sip"), default=DEFAULT_FEED,
                    help="market-data feed (default iex; sip needs a paid plan)")
+    p.add_argument("--stop-before-close", type=float, default=DEFAULT_CLOSE_BUFFER_MIN,
+                   metavar="MINUTES", help="send no new orders this many minutes before "
+                   f"the close (default {DEFAULT_CLOSE_BUFFER_MIN:g})")
+    p.add_argument("--flatten-at-close", action="store_true",
+                   help="then sell, at market, what this run bought and still holds")
+    p.add_argument("--stale-seconds", type=float, default=DEFAULT_STALE_S, metavar="SECONDS",
+                   help="warn and stop trading the level after this long without market "
+                   f"data (default {DEFAULT_STALE_S:g})")
     p.add_argument("--debug", action="store_true", help="also log every level change")
     return p.parse_args(argv)
 
@@ -784,8 +1050,9 @@ def make_config(args: argparse.Namespace) -> Config:
     for name, url in (("base URL", base), ("data URL", data)):
         if not re.match(r"^(http|ws)s?://", url):
             raise FatalError(f"the {name} {url!r} must start with http(s):// or ws(s)://")
-    return Config(args.symbol, args.quantity, key_id, secret,
-                  base.rstrip("/"), data.rstrip("/"), args.feed)
+    return Config(args.symbol, args.quantity, key_id, secret, base.rstrip("/"),
+                  data.rstrip("/"), args.feed, args.stale_seconds, args.stop_before_close,
+                  args.flatten_at_close)
 
 
 def setup_logging(debug: bool) -> None:
@@ -813,7 +1080,8 @@ async def amain(cfg: Config) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig.name)
-    bot = TickTaker(cfg, make_rest(cfg))
+    limiter = RateLimiter()
+    bot = TickTaker(cfg, make_rest(cfg, limiter), limiter)
     return await bot.run(stop)
 
 
