@@ -830,7 +830,7 @@ class TickTaker:
                     break
                 except StreamError as exc:
                     log.warning("%s: reconnect failed (%s); retrying", name, exc)
-            log.info("the %s is back", name)
+            log.info("the %s reconnected", name)
             await on_up()
 
     def data_down(self) -> None:
@@ -842,7 +842,7 @@ class TickTaker:
 
     def trading_down(self) -> None:
         self.trading_live = False
-        log.warning("no new orders until the trading stream is back")
+        log.warning("no new orders until the trading stream reconnects")
 
     async def trading_up(self) -> None:
         """Fills may have happened while the stream was down: ask for them."""

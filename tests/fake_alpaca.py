@@ -111,6 +111,7 @@ class Received:
     cancels: list[str] = field(default_factory=list)     # DELETE /v2/orders/{id} ids
     order_times: list[float] = field(default_factory=list)  # perf_counter() at each POST
     requests: list[tuple[str, str]] = field(default_factory=list)
+    request_times: list[float] = field(default_factory=list)   # time.monotonic()
     data_connections: int = 0
     trading_connections: int = 0
 
@@ -121,6 +122,9 @@ class FakeAlpaca:
     def __init__(self, key_id: str = KEY_ID, secret_key: str = SECRET_KEY) -> None:
         self.key_id, self.secret_key = key_id, secret_key
         self.refuse_auth = False
+        self.open_at = time.time() - 3600          # the market's hours, epoch seconds
+        self.close_at = time.time() + 6 * 3600
+        self.rate_reset_s = 60                     # X-RateLimit-Reset, from now
         self.account_extra: dict[str, Any] = {}      # e.g. {"trading_blocked": True}
         self.data_auth_error: Optional[tuple[int, str]] = None   # e.g. (406, "...")
         self.default_policy = FillPolicy()
@@ -218,6 +222,7 @@ class FakeAlpaca:
         route = request.match_info.route.resource
         key = (request.method, route.canonical if route else request.path)
         self.received.requests.append(key)
+        self.received.request_times.append(time.monotonic())
         if key == ("POST", "/v2/orders"):          # recorded even when a fault answers
             self.received.order_times.append(time.perf_counter())
             self.received.orders.append(await request.json())
@@ -226,25 +231,24 @@ class FakeAlpaca:
         self._notify()
         if (delay := self.latency_s.get(key)):
             await asyncio.sleep(delay)
-        if not key[1].startswith(("/stream", "/v2/{feed")):
-            headers = request.headers
-            if (self.refuse_auth or headers.get("APCA-API-KEY-ID") != self.key_id
-                    or headers.get("APCA-API-SECRET-KEY") != self.secret_key):
-                return error_body(401, "request is not authorized", 40110000)
-            fault = self.faults.get(key)
-            if fault is not None:
-                if fault.times is not None:
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        del self.faults[key]
-                self._notify()
-                if fault.status == 429:
-                    resp = error_body(429, fault.message, 42910000)
-                    resp.headers.update({"X-RateLimit-Limit": "200",
-                                         "X-RateLimit-Remaining": "0",
-                                         "X-RateLimit-Reset": str(int(time.time()) + 60)})
-                    return resp
-                return error_body(fault.status, fault.message)
+        websocket = key[1].startswith(("/stream", "/v2/{feed"))   # they sign in by message
+        headers = request.headers
+        if not websocket and (self.refuse_auth or headers.get("APCA-API-KEY-ID") != self.key_id
+                              or headers.get("APCA-API-SECRET-KEY") != self.secret_key):
+            return error_body(401, "request is not authorized", 40110000)
+        fault = self.faults.get(key)      # a websocket handshake can be refused too
+        if fault is not None:
+            if fault.times is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    del self.faults[key]
+            self._notify()
+            if fault.status == 429:
+                resp = error_body(429, fault.message, 42910000)
+                resp.headers.update({"X-RateLimit-Limit": "200", "X-RateLimit-Remaining": "0",
+                                     "X-RateLimit-Reset": str(round(time.time() + self.rate_reset_s))})
+                return resp
+            return error_body(fault.status, fault.message)
         return await handler(request)
 
     # ------------------------------------------------------------------ REST
@@ -263,10 +267,16 @@ class FakeAlpaca:
         return web.json_response(body)
 
     async def get_clock(self, request: web.Request) -> web.Response:
-        now = dt.datetime.now(dt.timezone.utc)
-        return web.json_response({"timestamp": now.isoformat(), "is_open": True,
-                                  "next_open": (now + dt.timedelta(days=1)).isoformat(),
-                                  "next_close": (now + dt.timedelta(hours=6)).isoformat()})
+        """Alpaca's clock, in New York time, from open_at/close_at."""
+        now, day = time.time(), 86400
+
+        def ny(t: float) -> str:
+            return dt.datetime.fromtimestamp(t, dt.timezone(dt.timedelta(hours=-5))).isoformat()
+
+        return web.json_response({
+            "timestamp": ny(now), "is_open": self.open_at <= now < self.close_at,
+            "next_open": ny(self.open_at if now < self.open_at else self.open_at + day),
+            "next_close": ny(self.close_at if now < self.close_at else self.close_at + day)})
 
     async def get_asset(self, request: web.Request) -> web.Response:
         symbol = request.match_info["symbol"].upper()
@@ -672,7 +682,10 @@ class FakeAlpaca:
                                f"{n} cancel(s) (have {len(self.received.cancels)})", timeout)
 
     def order_by_client_id(self, coid: str) -> dict:
-        return next(o for o in self.orders.values() if o["client_order_id"] == coid)
+        """The order placed with `coid`, once the fake has created it."""
+        return self.wait_until(lambda: next((o for o in self.orders.values()
+                                             if o["client_order_id"] == coid), None),
+                               f"order {coid} to be placed")
 
     def position_qty(self, symbol: str) -> int:
         return self.positions.get(symbol, [0])[0]
@@ -698,6 +711,22 @@ class FakeAlpaca:
                      status="filled" if filled >= qty else "partially_filled")
         self.orders[order["id"]] = order
         return order
+
+    def resting_order(self, symbol: str, side: str, qty: int, limit_cents: int,
+                      coid: str) -> dict:
+        """An open order already at the broker (e.g. left by an earlier run)."""
+        order = new_order(symbol, side, "limit", "day", qty, limit_cents, coid)
+        order["_cancel_event"] = "canceled"
+        self.orders[order["id"]] = order
+        return order
+
+    def hold(self, symbol: str, qty: int, price_cents: int) -> None:
+        """A position already in the account."""
+        self.positions[symbol] = [qty, Decimal(price_cents) / 100 * qty]
+
+    def fill(self, order: dict, shares: int) -> None:
+        """Execute `shares` of an open order now, at its limit (by hand)."""
+        self.call(self._execute, order, [(shares, round(Decimal(order["limit_price"]) * 100))])
 
     def drop_data_stream(self) -> None:
         self.call(self._drop, [ws for ws, _ in self._data_ws])

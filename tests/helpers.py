@@ -6,6 +6,7 @@ test (moved by hand, never slept), as in STRATEGY.md.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from tests.fake_alpaca import FakeAlpaca, quote, trade
+from tests.fake_alpaca import SECRET_KEY, FakeAlpaca, quote, trade
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tick_taker.py"
@@ -97,6 +98,39 @@ def start_bot(fake: FakeAlpaca, tmp_path: Path, *args: str, symbol: str = SYMBOL
             bot.kill()
             raise AssertionError(f"bot not ready; output:\n{bot.output()}")
     return bot
+
+
+# ------------------------------------------------------- what the bot printed
+SUMMARY = re.compile(r"SUMMARY (\w+): orders sent (\d+), bought (\d+), sold (\d+), "
+                     r"position ([+-]\d+) shares, realized P&L ([+-])\$(\d+\.\d\d)")
+
+
+def summary(output: str) -> dict:
+    m = SUMMARY.search(output)
+    assert m, f"no summary in:\n{output}"
+    sign = -1 if m[6] == "-" else 1
+    return {"orders": int(m[2]), "bought": int(m[3]), "sold": int(m[4]),
+            "position": int(m[5]), "realized": sign * float(m[7])}
+
+
+def stop_cleanly(bot) -> str:
+    """One Ctrl+C: exit 0 within a few seconds, a summary, no traceback, no secret."""
+    rc = bot.stop(timeout=5)
+    out = bot.output()
+    assert rc == 0, out
+    assert_clean(out)
+    return out
+
+
+def warnings(out: str) -> list[str]:
+    """Warning and error lines, but for the expected IEX-feed warning."""
+    return [line for line in out.splitlines()
+            if ("WARNING" in line or "ERROR" in line) and "feed iex" not in line]
+
+
+def assert_clean(out: str) -> None:
+    assert "Traceback" not in out, out
+    assert SECRET_KEY not in out
 
 
 # --------------------------------------------------------------- scenarios

@@ -8,46 +8,13 @@ only one received, nothing was sent before it.
 """
 from __future__ import annotations
 
-import re
 import signal
 
 import pytest
 
-from tests.fake_alpaca import SECRET_KEY, FillPolicy, quote, trade
-from tests.helpers import (SYMBOL, Bot, at, arm, buy_signal, clean_env, limit_cents, sell_signal,
-                           sentinel)
-
-SUMMARY = re.compile(r"SUMMARY (\w+): orders sent (\d+), bought (\d+), sold (\d+), "
-                     r"position ([+-]\d+) shares, realized P&L ([+-])\$(\d+\.\d\d)")
-
-
-def summary(output: str) -> dict:
-    m = SUMMARY.search(output)
-    assert m, f"no summary in:\n{output}"
-    sign = -1 if m[6] == "-" else 1
-    return {"orders": int(m[2]), "bought": int(m[3]), "sold": int(m[4]),
-            "position": int(m[5]), "realized": sign * float(m[7])}
-
-
-def stop_cleanly(bot) -> str:
-    """One Ctrl+C: exit 0 within a few seconds, a summary, no traceback, no secret."""
-    rc = bot.stop(timeout=5)
-    out = bot.output()
-    assert rc == 0, out
-    assert_clean(out)
-    return out
-
-
-def warnings(out: str) -> list[str]:
-    """Warning and error lines, but for the expected IEX-feed warning."""
-    return [line for line in out.splitlines()
-            if ("WARNING" in line or "ERROR" in line) and "feed iex" not in line]
-
-
-def assert_clean(out: str) -> None:
-    assert "Traceback" not in out, out
-    assert SECRET_KEY not in out
-
+from tests.fake_alpaca import FillPolicy, quote, trade
+from tests.helpers import (SYMBOL, Bot, assert_clean, at, arm, buy_signal, clean_env,
+                           limit_cents, sell_signal, sentinel, stop_cleanly, summary, warnings)
 
 # ------------------------------------------------------------- the strategy
 def test_buy_signal_sends_a_day_limit_for_one_lot_at_the_ask_then_cancels_it(fake, bot):

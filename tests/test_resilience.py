@@ -1,0 +1,207 @@
+"""The real world, end to end through the fake Alpaca: dropped streams, restarts,
+rate limits and error storms, market hours, a silent feed.
+
+In every test the bot's position (its summary) must equal the fake's, it must
+never hold more than --quantity, and it must send no order while its state is
+stale.
+"""
+from __future__ import annotations
+
+import time
+
+from tests.fake_alpaca import FillPolicy, trade
+from tests.helpers import (SYMBOL, at, arm, assert_clean, buy_signal, limit_cents, sell_signal,
+                           sentinel, stop_cleanly, summary)
+
+CANCEL = ("DELETE", "/v2/orders/{id}")
+
+
+def data_reconnected(fake, connections: int) -> None:
+    fake.wait_until(lambda: fake.received.data_connections >= connections
+                    and fake.subscribed(SYMBOL), "the data stream to reconnect")
+
+
+# ------------------------------------------------------------ dropped streams
+def test_fill_while_the_trading_stream_is_down_is_counted_once(fake, bot):
+    """No lost fills: after the trading stream reconnects, fetch every order of this run
+    still in flight and apply what filled while it was down, exactly once."""
+    fake.default_policy = FillPolicy(shares=0)            # the order rests ...
+    fake.latency_s[CANCEL] = 1.5                          # ... and its cancel is slow
+    buy_signal(fake, 1000, t=0)
+    [placed] = fake.wait_orders(1)
+    order = fake.order_by_client_id(placed["client_order_id"])
+    fake.drop_trading_stream()
+    fake.wait_until(lambda: not fake.listening, "the trading stream to drop")
+    fake.fill(order, 100)                                 # nobody hears this fill
+    bot.wait_log("the trading stream reconnected")
+    bot.wait_log("FILL BUY 100")
+    s = summary(stop_cleanly(bot))
+    assert (s["bought"], s["position"]) == (100, fake.position_qty(SYMBOL)) == (100, 100)
+
+
+def test_no_order_while_the_trading_stream_is_down(fake, bot):
+    """The bot sends no order while its state is stale (fills would go unseen)."""
+    fake.force("GET", "/stream", 503, "unavailable", times=None)   # reconnects fail
+    fake.drop_trading_stream()
+    bot.wait_log("reconnect failed")
+    buy_signal(fake, 1000, t=0)
+    fake.faults.clear()
+    bot.wait_log("the trading stream reconnected")
+    assert sentinel(fake, 0) == []
+    assert fake.received.requests.count(("GET", "/stream")) >= 3   # retried, backing off
+    stop_cleanly(bot)
+
+
+def test_data_stream_drop_disarms_until_a_fresh_level_change(fake, bot):
+    """After the data stream reconnects, disarm the level until a fresh one-cent
+    level change."""
+    level_t = arm(fake, 1000, t=0)
+    fake.drop_data_stream()
+    data_reconnected(fake, 2)
+    fake.push(trade(SYMBOL, 1001, 100, at(level_t + 60)))  # at the old, armed level
+    assert sentinel(fake, 0) == []
+    stop_cleanly(bot)
+
+
+def test_refused_keys_on_reconnect_stay_fatal(fake, bot):
+    """Refused keys stay fatal: no reconnect loop."""
+    fake.refuse_auth = True
+    fake.drop_data_stream()
+    assert bot.wait_exit() == 1
+    out = bot.output()
+    assert "refused the API keys" in out and "SUMMARY" in out
+    assert_clean(out)
+    assert fake.received.data_connections == 2
+
+
+def test_connection_limit_on_reconnect_is_explained_and_retried(fake, bot):
+    """A 406 "connection limit exceeded" says plainly that another program holds the
+    account's data connection (after a crash it clears in about 90 s)."""
+    fake.data_auth_error = (406, "connection limit exceeded")
+    fake.drop_data_stream()
+    bot.wait_log("another program already holds")
+    fake.data_auth_error = None
+    bot.wait_log("the market-data stream reconnected")
+    buy_signal(fake, 1000, t=0)
+    assert len(fake.wait_orders(1)) == 1
+    stop_cleanly(bot)
+
+
+# ------------------------------------------------------------------- restarts
+def test_restart_counts_held_shares_and_cancels_only_its_own_stale_order(fake, run_bot):
+    """At start: shares already held count toward --quantity; open orders with this
+    bot's client_order_id prefix are cancelled; others are reported, never touched."""
+    fake.hold(SYMBOL, 300, 1000)
+    old = fake.resting_order(SYMBOL, "buy", 100, 900, "tick-taker-0ldrun00-7")
+    manual = fake.resting_order(SYMBOL, "sell", 100, 1100, "manual-order-1")
+    bot = run_bot(quantity=500)
+    out = bot.wait_log("not this bot's")
+    assert "already holds +300" in out
+    assert (old["status"], manual["status"]) == ("canceled", "new")
+    for i in range(3):                                   # room for 2 lots: 300 + 200 = 500
+        buy_signal(fake, 1000 + 10 * i, t=1000 * i)
+        if i < 2:
+            fake.wait_until(lambda: fake.position_qty(SYMBOL) == 300 + 100 * (i + 1), "a fill")
+    assert len(sentinel(fake, 2, side="sell")) == 2
+    s = summary(stop_cleanly(bot))
+    assert (s["bought"], s["sold"], s["position"]) == (200, 100, 100)
+    assert fake.position_qty(SYMBOL) == 300 + s["position"]
+    assert manual["status"] == "new"
+
+
+def test_restart_never_sells_shares_bought_before_this_run(fake, run_bot):
+    """The bot only ever sells shares it bought in this run."""
+    fake.hold(SYMBOL, 300, 1000)
+    bot = run_bot(quantity=500)
+    sell_signal(fake, 1000, t=0)
+    assert sentinel(fake, 0) == []
+    stop_cleanly(bot)
+
+
+# ---------------------------------------------------------------- rate limits
+def test_429_pauses_new_orders_without_blocking_the_stream(fake, run_bot):
+    """A 429 backs off without blocking the loop: signals during the pause are
+    skipped, not queued, and fills keep being applied."""
+    fake.rate_reset_s = 2
+    bot = run_bot()
+    fake.force("POST", "/v2/orders", 429, "rate limit exceeded")
+    buy_signal(fake, 1000, t=0)
+    bot.wait_log("REJECTED")
+    buy_signal(fake, 1010, t=1000)                       # during the pause
+    bot.wait_log("skipped: REST rate limit")
+    assert len(fake.received.orders) == 1
+    for i in range(2, 30):                               # after the pause, orders resume
+        buy_signal(fake, 1000 + 10 * i, t=1000 * i)
+        try:
+            fake.wait_orders(2, timeout=0.25)
+            break
+        except AssertionError:
+            continue
+    assert len(fake.received.orders) == 2
+    stop_cleanly(bot)
+
+
+def test_500_storm_on_cancel_is_retried_until_the_order_is_cancelled(fake, bot):
+    """Each order is followed at once by a cancel; a refused cancel (5xx) is retried
+    with backoff, so no order is left open by accident."""
+    fake.default_policy = FillPolicy(shares=0)
+    fake.force(*CANCEL, 500, "internal server error", times=2)
+    buy_signal(fake, 1000, t=0)
+    fake.wait_cancels(3)
+    fake.wait_until(lambda: not fake.open_orders(), "the order to be cancelled")
+    assert summary(stop_cleanly(bot))["position"] == 0
+
+
+def test_rest_calls_never_exceed_the_rate(fake):
+    """The bot never exceeds Alpaca's REST rate: every request, retries included,
+    passes the limiter (here 3 per 0.5 s)."""
+    import tick_taker as tt
+    limiter = tt.RateLimiter(limit=3, window_s=0.5)
+    cfg = tt.Config(SYMBOL, 500, fake.key_id, fake.secret_key, fake.url, fake.url, "iex")
+    rest = tt.make_rest(cfg, limiter)
+    for _ in range(7):
+        rest.get_clock()
+    times = [t for (key, t) in zip(fake.received.requests, fake.received.request_times)
+             if key == ("GET", "/v2/clock")]
+    assert len(times) == 7
+    assert all(b - a >= 0.5 - 0.01 for a, b in zip(times, times[3:]))
+
+
+# --------------------------------------------------------------- market hours
+def test_waits_for_the_open(fake, run_bot):
+    """Market hours: wait for the open (the clock endpoint)."""
+    fake.open_at = time.time() + 1.5
+    bot = run_bot(ready=False)
+    bot.wait_log("market closed: waiting")
+    assert fake.received.data_connections == 0
+    fake.wait_ready(SYMBOL)
+    stop_cleanly(bot)
+
+
+def test_stops_new_orders_before_the_close_and_flattens(fake, run_bot):
+    """Stop sending new orders a configurable number of minutes before the close;
+    --flatten-at-close sells what the run bought."""
+    fake.close_at = time.time() + 5
+    bot = run_bot("--stop-before-close", "0.05", "--flatten-at-close")   # 3 s before
+    buy_signal(fake, 1000, t=0)
+    bot.wait_log("FILL BUY 100")
+    bot.wait_log("FLATTEN")
+    buy_signal(fake, 1010, t=1000)                       # too late for new orders
+    assert bot.wait_exit(timeout=10) == 0                # stops at the close by itself
+    orders = fake.received.orders
+    assert [(o["side"], o["type"]) for o in orders] == [("buy", "limit"), ("sell", "market")]
+    s = summary(bot.output())
+    assert (s["bought"], s["sold"], s["position"]) == (100, 100, 0) and fake.position_qty(SYMBOL) == 0
+
+
+# ------------------------------------------------------------------ watchdog
+def test_silent_feed_is_reported_and_its_level_not_traded(fake, run_bot):
+    """No market data for N seconds is logged as a warning, and the bot does not
+    trade on the stale level."""
+    bot = run_bot("--stale-seconds", "0.5")
+    level_t = arm(fake, 1000, t=0)
+    bot.wait_log("no market data for")
+    fake.push(trade(SYMBOL, 1001, 100, at(level_t + 60)))
+    assert sentinel(fake, 0) == []
+    assert limit_cents(fake.received.orders[0]) == 9001
+    stop_cleanly(bot)
