@@ -424,3 +424,48 @@ def test_sub_penny_print_is_at_neither_the_bid_nor_the_ask():
     """Buy when the trade printed at the ask; sell at the bid: a midpoint print
     (10.005) must not round onto the bid (integer cents, converted at the edge)."""
     assert [tt.print_cents(p) for p in (10.01, 30.97, 10.005, 30.965)] == [1001, 3097, None, None]
+
+
+# ------------------------------------------------------------------ restarts
+def test_shares_held_before_the_run_count_toward_quantity():
+    """Shares already held count toward --quantity (the bot never holds more in
+    total), but the bot only ever sells shares it bought in this run."""
+    p = Position(500, preexisting=300)
+    q = armed_level()
+    assert print_at(q, p, 1001) is not None
+    p.register("b1", "buy", 1001)
+    p.register("b2", "buy", 1001)
+    assert not p.can_buy()                                   # 300 + 200 + 100 > 500
+    assert print_at(armed_level(1000, 300, 900, up=False), p, 1000) is None   # sells none
+
+
+# ---------------------------------------------------------------- rate limits
+def test_rate_limiter_allows_200_requests_a_minute_counting_both_calls():
+    """The bot never exceeds Alpaca's documented REST rate (count both calls of an
+    attempt): 200 requests a minute."""
+    limiter = tt.RateLimiter()
+    for i in range(199):
+        limiter.record(i * 0.1)
+    assert not limiter.can_send(2, 20.0)                     # an attempt needs two
+    assert limiter.can_send(1, 20.0)
+    limiter.record(20.0)
+    assert limiter.wait_s(20.0) == pytest.approx(40.0)        # the oldest leaves at 60 s
+    assert limiter.can_send(2, 60.15)
+
+
+def test_429_pauses_until_the_reset_or_backs_off_exponentially():
+    """A 429 backs off: until Alpaca's reset when given, else 1, 2, 4 ... 60 s."""
+    limiter = tt.RateLimiter()
+    assert limiter.throttled(0.0, reset_in=5.0) == 5.0 and not limiter.can_send(1, 4.9)
+    assert [limiter.throttled(0.0, None) for _ in range(3)] == [2.0, 4.0, 8.0]
+    limiter.answered()
+    assert limiter.throttled(0.0, None) == 1.0
+    assert limiter.throttled(0.0, reset_in=500.0) == 60.0
+
+
+def test_reconnect_backoff_doubles_with_jitter_up_to_30s():
+    """Reconnect with exponential backoff and jitter (never the SDK's 10 ms loop)."""
+    for attempt, ceiling in [(0, 0.5), (1, 1.0), (3, 4.0), (10, 30.0)]:
+        delays = [tt.backoff_s(attempt) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 1
