@@ -838,7 +838,7 @@ class TickTaker:
         log.warning("level disarmed until a fresh one-cent level change")
 
     async def data_up(self) -> None:
-        self.quote.disarm()
+        """Nothing more: the level was disarmed when the stream dropped."""
 
     def trading_down(self) -> None:
         self.trading_live = False
