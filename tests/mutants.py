@@ -67,7 +67,7 @@ def run(name: str, old: str, new: str) -> tuple[bool, str]:
         assert text.count(old) == 1, f"{name}: the original text is not found once"
         script.write_text(text.replace(old, new))
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                               "--timeout", "60", "tests/test_strategy.py", "tests/test_e2e.py"],
+                               "--timeout", "60", "tests"],
                               cwd=copy, capture_output=True, text=True)
         failed = [line.split(" ")[1] for line in proc.stdout.splitlines() if line.startswith("FAILED")]
         return proc.returncode != 0, ", ".join(failed) or proc.stdout[-300:]

@@ -170,7 +170,7 @@ def test_rest_calls_never_exceed_the_rate(fake):
 # --------------------------------------------------------------- market hours
 def test_waits_for_the_open(fake, run_bot):
     """Market hours: wait for the open (the clock endpoint)."""
-    fake.open_at = time.time() + 1.5
+    fake.open_at = time.time() + 3
     bot = run_bot(ready=False)
     bot.wait_log("market closed: waiting")
     assert fake.received.data_connections == 0
@@ -181,8 +181,8 @@ def test_waits_for_the_open(fake, run_bot):
 def test_stops_new_orders_before_the_close_and_flattens(fake, run_bot):
     """Stop sending new orders a configurable number of minutes before the close;
     --flatten-at-close sells what the run bought."""
-    fake.close_at = time.time() + 5
-    bot = run_bot("--stop-before-close", "0.05", "--flatten-at-close")   # 3 s before
+    fake.close_at = time.time() + 7
+    bot = run_bot("--stop-before-close", "0.075", "--flatten-at-close")  # 4.5 s before
     buy_signal(fake, 1000, t=0)
     bot.wait_log("FILL BUY 100")
     bot.wait_log("FLATTEN")
