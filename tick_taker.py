@@ -103,6 +103,7 @@ class Config:
     stale_s: float = DEFAULT_STALE_S                  # market-data watchdog
     close_buffer_min: float = DEFAULT_CLOSE_BUFFER_MIN  # stop new orders before the close
     flatten_at_close: bool = False                    # sell what this run bought, then
+    rest_rate: int = RATE_LIMIT_PER_MIN               # REST requests a minute, at most
 
 
 # An exchange timestamp: integer ns since the epoch, or the stream's RFC-3339
@@ -1032,6 +1033,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--stale-seconds", type=float, default=DEFAULT_STALE_S, metavar="SECONDS",
                    help="warn and stop trading the level after this long without market "
                    f"data (default {DEFAULT_STALE_S:g})")
+    p.add_argument("--rest-rate", type=int, default=RATE_LIMIT_PER_MIN, metavar="PER_MINUTE",
+                   help=f"most REST requests a minute (default {RATE_LIMIT_PER_MIN}, "
+                   "Alpaca's documented limit; raise it only if your plan allows more)")
     p.add_argument("--debug", action="store_true", help="also log every level change")
     return p.parse_args(argv)
 
@@ -1052,7 +1056,7 @@ def make_config(args: argparse.Namespace) -> Config:
             raise FatalError(f"the {name} {url!r} must start with http(s):// or ws(s)://")
     return Config(args.symbol, args.quantity, key_id, secret, base.rstrip("/"),
                   data.rstrip("/"), args.feed, args.stale_seconds, args.stop_before_close,
-                  args.flatten_at_close)
+                  args.flatten_at_close, args.rest_rate)
 
 
 def setup_logging(debug: bool) -> None:
@@ -1080,7 +1084,7 @@ async def amain(cfg: Config) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig.name)
-    limiter = RateLimiter()
+    limiter = RateLimiter(cfg.rest_rate)
     bot = TickTaker(cfg, make_rest(cfg, limiter), limiter)
     return await bot.run(stop)
 

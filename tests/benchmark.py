@@ -141,7 +141,9 @@ class Run:
         self.fake.default_policy = FillPolicy(shares=0)       # orders rest; the cancel ends them
         env = clean_env(**self.fake.env())
         if kind == "bot":
-            self.client = Bot(["--symbol", SYMBOL, "--quantity", str(QUANTITY)], env, tmp,
+            # hundreds of orders a minute here: lift the bot's REST rate limit
+            self.client = Bot(["--symbol", SYMBOL, "--quantity", str(QUANTITY),
+                               "--rest-rate", "1000000"], env, tmp,
                               log_name=f"{kind}.log")
         else:
             env["PYTHONPATH"] = str(ROOT)
