@@ -15,8 +15,9 @@ The exact contract is in README.md ("The strategy"). Read top to bottom:
     Quote                     level tracking (pure, no I/O)
     Position                  order registry and fill accounting (pure)
     decide()                  one trade print -> an order intent or None
-    Alpaca I/O                the two websocket clients and REST calls
-    TickTaker                 wires the streams and REST to the three above
+    Alpaca I/O                the two websocket clients, REST and its rate limiter
+    TickTaker                 wires the streams and REST to the three above;
+                              reconnects, restarts, market hours, the watchdog
     parse_args / main         command line, start-up checks, shutdown
 
 Run:  python tick_taker.py --symbol SNAP --quantity 500
