@@ -53,12 +53,14 @@ class Bot:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_log(self, text: str, timeout: float = WAIT_S) -> str:
-        """Until `text` appears in the bot's output (or it exits)."""
+    def wait_log(self, text: str, timeout: float = WAIT_S, after: str = "") -> str:
+        """Until `text` appears in the bot's output (after the first `after`,
+        if given), or the bot exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             out = self.output()
-            if text in out:
+            start = out.find(after)
+            if start >= 0 and text in out[start:]:
                 return out
             if self.proc.poll() is not None:
                 break

@@ -198,9 +198,9 @@ def test_stops_new_orders_before_the_close_and_flattens(fake, run_bot):
 def test_silent_feed_is_reported_and_its_level_not_traded(fake, run_bot):
     """No market data for N seconds is logged as a warning, and the bot does not
     trade on the stale level."""
-    bot = run_bot("--stale-seconds", "0.5")
+    bot = run_bot("--stale-seconds", "0.5", "--debug")
     level_t = arm(fake, 1000, t=0)
-    bot.wait_log("no market data for")
+    bot.wait_log("no market data for", after="level 10.00/10.01 armed")
     fake.push(trade(SYMBOL, 1001, 100, at(level_t + 60)))
     assert sentinel(fake, 0) == []
     assert limit_cents(fake.received.orders[0]) == 9001
