@@ -168,7 +168,6 @@ class TrackedOrder:
     """One order of this run, as the Position tracker sees it."""
     side: str                      # "buy" or "sell"
     qty: int
-    limit_cents: Optional[int]     # None: a market order (flattening at the close)
     filled: int = 0                # cumulative filled_qty last seen
     notional_cents: int = 0        # cumulative filled_qty * filled_avg_price
     order_id: Optional[str] = None  # Alpaca's id, once the POST returned
@@ -210,11 +209,10 @@ class Position:
     def can_sell(self) -> bool:
         return self.held - self.pending_sells >= LOT
 
-    def register(self, client_order_id: str, side: str, limit_cents: Optional[int],
-                 qty: int = LOT) -> None:
+    def register(self, client_order_id: str, side: str, qty: int = LOT) -> None:
         """Record an order before it is sent, so even an update that beats
         the REST reply is matched and counted."""
-        self.orders[client_order_id] = TrackedOrder(side, qty, limit_cents)
+        self.orders[client_order_id] = TrackedOrder(side, qty)
         self.orders_sent += 1
 
     def set_order_id(self, client_order_id: str, order_id: str) -> None:
@@ -301,11 +299,6 @@ def decide(quote: Quote, position: Position, price_cents: int, size: int,
 # --------------------------------------------------------------------------
 # Alpaca I/O helpers: wire formats at the edge.
 # --------------------------------------------------------------------------
-def to_cents(price: float | str) -> int:
-    """Dollars (float or decimal string) to integer cents, once, at the edge."""
-    return round(float(price) * 100)
-
-
 def print_cents(price: float) -> Optional[int]:
     """A trade price in whole cents, or None for a sub-penny print (such as a
     midpoint execution at 10.005), which is at neither the bid nor the ask."""
@@ -322,9 +315,6 @@ _RFC3339 = re.compile(
     r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
 
 
-_SECONDS: dict[str, int] = {}     # "2026-03-02T15:04:05" -> epoch seconds
-
-
 @functools.lru_cache(maxsize=256)
 def _epoch_seconds(head: str, tz: str) -> int:
     seconds = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
@@ -338,17 +328,8 @@ def parse_ns(stamp: str) -> int:
     """RFC-3339 time with up to nanoseconds -> integer ns since the epoch.
 
     Many messages share a second, so the date part is parsed once (cached).
-    Alpaca's own shape ("2026-03-02T15:04:05.123456789Z") takes a fast path:
-    this runs for every quote, so it is a large share of the per-quote cost.
+    Called only when a rule needs the time (see ExchangeTime), not per quote.
     """
-    if len(stamp) == 30 and stamp[-1] == "Z":
-        head = stamp[:19]
-        seconds = _SECONDS.get(head)
-        if seconds is None:
-            if len(_SECONDS) > 4096:
-                _SECONDS.clear()
-            seconds = _SECONDS[head] = _epoch_seconds(head, "Z")
-        return seconds * 1_000_000_000 + int(stamp[20:29])
     m = _RFC3339.match(stamp)
     if m is None:
         raise ValueError(f"bad timestamp {stamp!r}")
@@ -644,7 +625,7 @@ class TickTaker:
             return
         self.quote.disarm()                      # an attempt: one per level
         coid = f"{CLIENT_ID_PREFIX}{self.run_id}-{next(self._seq)}"
-        self.position.register(coid, intent.side, intent.limit_cents)
+        self.position.register(coid, intent.side)
         log.info("%s %d %s @ %s (level %d, %s) [%s]", intent.side.upper(), LOT,
                  self.cfg.symbol, dollars(intent.limit_cents), self.quote.level_changes,
                  intent.reason, coid)
@@ -885,7 +866,7 @@ class TickTaker:
         if qty <= 0:
             return
         coid = f"{CLIENT_ID_PREFIX}{self.run_id}-{next(self._seq)}"
-        self.position.register(coid, "sell", None, qty)
+        self.position.register(coid, "sell", qty)
         log.info("FLATTEN: SELL %d %s at market [%s]", qty, self.cfg.symbol, coid)
         await self.rest_call(self.submit, coid, "sell", qty, None)
 

@@ -54,7 +54,7 @@ MUTANTS = {
     "no-cancel-retry": ("if attempt + 1 < CANCEL_TRIES and not self.stopping:", "if False:"),
     "orders-after-close-buffer": ("if self.stopping or self.closing or not self.trading_live:",
                                   "if self.stopping or not self.trading_live:"),
-    "register-late": ("        self.position.register(coid, intent.side, intent.limit_cents)\n", ""),
+    "register-late": ("        self.position.register(coid, intent.side)\n", ""),
 }
 
 

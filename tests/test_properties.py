@@ -59,7 +59,7 @@ class BotAgainstBroker(RuleBasedStateMachine):
         q.disarm()
         self.n += 1
         coid = f"o{self.n}"
-        self.position.register(coid, intent.side, intent.limit_cents)
+        self.position.register(coid, intent.side)
         if refused:                             # the POST failed: never at the broker
             self.position.release(coid)
         else:

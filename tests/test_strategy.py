@@ -6,6 +6,7 @@ moved by hand.
 """
 from __future__ import annotations
 
+import json
 import random
 from decimal import Decimal
 
@@ -49,7 +50,13 @@ def test_constants_match_the_contract():
 
 def test_prices_become_integer_cents_at_the_edge():
     """All prices are handled as integer cents (convert once: round(price * 100))."""
-    assert [tt.to_cents(x) for x in (10.01, "41.19", 0.29, 1.005 + 1e-9)] == [1001, 4119, 29, 101]
+    got = []
+    cfg = tt.Config("MU", 500, "k", "s", "http://x", "http://x", "iex")
+    stream = tt.DataStream(cfg, lambda *q: got.append(q[:4]), lambda *t: got.append(t[:2]))
+    stream.dispatch(json.loads(
+        '[{"T":"q","S":"MU","bp":10.01,"ap":41.19,"bs":3,"as":4,"t":"2026-03-02T15:04:05Z"},'
+        ' {"T":"t","S":"MU","p":0.29,"s":100,"t":"2026-03-02T15:04:05Z"}]'))
+    assert got == [(1001, 4119, 3, 4), (29, 100)]
 
 
 def test_rfc3339_times_become_exchange_nanoseconds():
@@ -187,7 +194,7 @@ def test_never_sells_short():
     assert print_at(q, Position(500), 1000) is None
     p = Position(500)
     p.held = 100
-    p.register("s1", "sell", 1000)
+    p.register("s1", "sell")
     assert print_at(q, p, 1000) is None                      # the 100 already being sold
 
 
@@ -196,9 +203,9 @@ def test_capacity_counts_held_and_pending_buys():
     q = armed_level()
     p = Position(300)
     p.held = 100
-    p.register("b1", "buy", 1001)
+    p.register("b1", "buy")
     assert print_at(q, p, 1001) is not None                  # 100 + 100 + 100 <= 300
-    p.register("b2", "buy", 1001)
+    p.register("b2", "buy")
     assert print_at(q, p, 1001) is None                      # 100 + 200 + 100 > 300
 
 
@@ -214,7 +221,7 @@ def test_partial_fills_move_the_cumulative_delta_from_pending_to_held():
     """On partial_fill and fill: the change in cumulative filled_qty since last seen
     moves from pending to held."""
     p = Position(500)
-    p.register("b1", "buy", 1001)
+    p.register("b1", "buy")
     assert fill(p, "b1", "partial_fill", 30) == 30
     assert (p.held, p.pending_buys) == (30, 70)
     assert fill(p, "b1", "partial_fill", 75) == 45
@@ -224,7 +231,7 @@ def test_partial_fills_move_the_cumulative_delta_from_pending_to_held():
 def test_repeated_or_stale_update_changes_nothing():
     """A repeated or stale update changes nothing."""
     p = Position(500)
-    p.register("b1", "buy", 1001)
+    p.register("b1", "buy")
     fill(p, "b1", "partial_fill", 60)
     assert fill(p, "b1", "partial_fill", 60) == 0
     assert fill(p, "b1", "partial_fill", 40) == 0
@@ -236,7 +243,7 @@ def test_every_terminal_event_applies_final_fill_then_releases_pending(event):
     """On any terminal event: apply the final filled_qty first, then release what is
     still pending for that order, and forget it."""
     p = Position(500)
-    p.register("b1", "buy", 1001)
+    p.register("b1", "buy")
     fill(p, "b1", "partial_fill", 20)
     fill(p, "b1", event, 35)
     assert (p.held, p.pending_buys, p.orders) == (35, 0, {})
@@ -245,11 +252,11 @@ def test_every_terminal_event_applies_final_fill_then_releases_pending(event):
 def test_sells_subtract_and_realize_pnl_against_average_cost():
     """Buys add, sells subtract; realized P&L in cents against the average cost."""
     p = Position(500)
-    p.register("b1", "buy", 1001)
+    p.register("b1", "buy")
     fill(p, "b1", "fill", 100, avg_cents=1001)
-    p.register("b2", "buy", 1003)
+    p.register("b2", "buy")
     fill(p, "b2", "fill", 100, avg_cents=1003)
-    p.register("s1", "sell", 1005)
+    p.register("s1", "sell")
     fill(p, "s1", "fill", 100, avg_cents=1005)
     assert (p.held, p.bought, p.sold, p.realized_cents) == (100, 200, 100, 300)
 
@@ -257,7 +264,7 @@ def test_sells_subtract_and_realize_pnl_against_average_cost():
 def test_failed_send_releases_pending_at_once():
     """If sending the order fails, release its pending shares at once."""
     p = Position(100)
-    p.register("b1", "buy", 1001)
+    p.register("b1", "buy")
     assert not p.can_buy()
     p.release("b1")
     assert p.can_buy() and p.orders_sent == 0
@@ -278,7 +285,7 @@ def test_invariants_hold_over_random_updates():
             q = armed_level(1000, 300, 900, up=False)
             intent = print_at(q, p, 1000)
         if intent is not None:
-            p.register(f"o{i}", intent.side, intent.limit_cents)
+            p.register(f"o{i}", intent.side)
         for coid, order in list(p.orders.items()):
             if rng.random() < 0.5:
                 filled = rng.randint(order.filled, order.qty)
@@ -293,7 +300,7 @@ def test_fill_after_partial_fills_is_not_counted_twice():
     """Defect: a fill after partial_fills added the cumulative quantity again
     (100-share order counted as 140) -> cumulative-delta accounting."""
     p = Position(500)
-    p.register("b1", "buy", 1001)
+    p.register("b1", "buy")
     fill(p, "b1", "partial_fill", 40)
     fill(p, "b1", "fill", 100)
     assert p.held == 100
@@ -303,7 +310,7 @@ def test_update_for_unknown_order_changes_nothing():
     """Defect: an update for an unknown order raised KeyError after changing the
     total -> updates are matched by the bot's own ids; others ignored."""
     p = Position(500)
-    p.register("b1", "buy", 1001)
+    p.register("b1", "buy")
     assert fill(p, "manual-1", "fill", 100) == 0
     assert (p.held, p.pending_buys, list(p.orders)) == (0, 100, ["b1"])
 
@@ -312,7 +319,7 @@ def test_fill_before_the_rest_reply_is_counted_once():
     """Defect: bookkeeping ran after the cancel, so a refused cancel skipped it
     -> register before sending."""
     p = Position(500)
-    p.register("b1", "buy", 1001)               # before the POST
+    p.register("b1", "buy")               # before the POST
     fill(p, "b1", "fill", 100)                  # arrives before the POST returns
     fill(p, "b1", "fill", 100)                  # and again, after
     assert (p.held, p.pending_buys, p.bought) == (100, 0, 100)
@@ -325,7 +332,7 @@ def test_quantity_is_reached_exactly(quantity, lots_bought):
     p = Position(quantity)
     for i in range(10):
         if print_at(armed_level(1000 + 2 * i), p, 1001 + 2 * i) is not None:
-            p.register(f"b{i}", "buy", 1001 + 2 * i)
+            p.register(f"b{i}", "buy")
             fill(p, f"b{i}", "fill", 100)
     assert (p.held, p.bought) == (100 * lots_bought, 100 * lots_bought)
 
@@ -337,7 +344,7 @@ def test_rejected_order_does_not_retry_at_the_same_level():
     intent = print_at(q, p, 1001)
     assert intent is not None
     q.disarm()                                  # what the bot does on every attempt
-    p.register("b1", "buy", 1001)
+    p.register("b1", "buy")
     fill(p, "b1", "rejected", 0)
     assert print_at(q, p, 1001, t_ms=100) is None
 
@@ -363,7 +370,7 @@ def test_expired_order_releases_its_pending_shares():
     """Defect: only 4 terminal events released pending shares (expired blocked
     buying for good) -> every terminal event releases."""
     p = Position(100)
-    p.register("b1", "buy", 1001)
+    p.register("b1", "buy")
     fill(p, "b1", "expired", 0)
     assert p.can_buy()
 
@@ -372,8 +379,8 @@ def test_pending_is_tracked_per_order_whatever_its_size():
     """Defect: capacity ignored a lot size other than 100 in remove_pending_order
     -> pending tracked per order."""
     p = Position(500)
-    p.register("b1", "buy", 1001, qty=50)
-    p.register("b2", "buy", 1001, qty=100)
+    p.register("b1", "buy", qty=50)
+    p.register("b2", "buy", qty=100)
     assert p.pending_buys == 150
     fill(p, "b1", "canceled", 20)
     assert (p.held, p.pending_buys) == (20, 100)
@@ -433,8 +440,8 @@ def test_shares_held_before_the_run_count_toward_quantity():
     p = Position(500, preexisting=300)
     q = armed_level()
     assert print_at(q, p, 1001) is not None
-    p.register("b1", "buy", 1001)
-    p.register("b2", "buy", 1001)
+    p.register("b1", "buy")
+    p.register("b2", "buy")
     assert not p.can_buy()                                   # 300 + 200 + 100 > 500
     assert print_at(armed_level(1000, 300, 900, up=False), p, 1000) is None   # sells none
 
