@@ -377,11 +377,8 @@ class FakeAlpaca:
                  and (not symbols or o["symbol"] in symbols)]
         return web.json_response([public(o) for o in found[:limit]])
 
-    def _find(self, order_id: str) -> Optional[dict]:
-        return self.orders.get(order_id)
-
     async def get_order(self, request: web.Request) -> web.Response:
-        order = self._find(request.match_info["id"])
+        order = self.orders.get(request.match_info["id"])
         if order is None:
             return error_body(404, "order not found", 40410000)
         return web.json_response(public(order))
@@ -394,7 +391,7 @@ class FakeAlpaca:
         return error_body(404, "order not found", 40410000)
 
     async def cancel_order(self, request: web.Request) -> web.Response:
-        order = self._find(request.match_info["id"])
+        order = self.orders.get(request.match_info["id"])
         if order is None:
             return error_body(404, "order not found", 40410000)
         if order["status"] == "canceled":

@@ -199,16 +199,15 @@ def chart(tape: Tape, result: RunResult, path: Path) -> None:
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
+    def when(t: int) -> dt.datetime:
+        return dt.datetime.fromtimestamp(t / 1e9, ET).replace(tzinfo=None)
+
     step = max(1, len(tape.quote_times) // 4000)
-    times = [dt.datetime.fromtimestamp(t / 1e9, ET).replace(tzinfo=None)
-             for t in tape.quote_times[::step]]
+    times = [when(t) for t in tape.quote_times[::step]]
     mids = [(b[0] + b[1]) / 200 for b in tape.books[::step]]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 7), sharex=True,
                                       gridspec_kw={"height_ratios": [3, 1]})
     top.plot(times, mids, lw=0.6, color="0.4", label="mid")
-
-    def when(t: int) -> dt.datetime:
-        return dt.datetime.fromtimestamp(t / 1e9, ET).replace(tzinfo=None)
 
     for side, marker, color in (("buy", "^", "tab:green"), ("sell", "v", "tab:red")):
         pts = [(when(t), p / 100) for t, s, _, p in result.executions if s == side]
