@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fake_alpaca import FakeAlpaca
+from sim.alpaca import FakeAlpaca
 from tests.helpers import start_bot
 
 

@@ -5,85 +5,22 @@ test (moved by hand, never slept), as in STRATEGY.md.
 """
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Optional
 
-from tests.fake_alpaca import SECRET_KEY, FakeAlpaca, quote, trade
+from sim.alpaca import SECRET_KEY, FakeAlpaca, quote, trade
+from sim.bot import Bot, clean_env
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "tick_taker.py"
 SYMBOL = "MU"
 T0 = 1_795_000_000_000_000_000          # exchange time base (ns since the epoch)
 MS = 1_000_000
-WAIT_S = 10.0
 SENTINEL_BID = 9000                      # far from every scenario's prices
 
 
 def at(ms: float) -> int:
     """Exchange time `ms` milliseconds after T0."""
     return T0 + round(ms * MS)
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without any Alpaca settings, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APCA_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-class Bot:
-    """The real, unmodified tick_taker.py in a subprocess."""
-
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path,
-                 command: Optional[list[str]] = None, log_name: str = "bot.log") -> None:
-        self.log_path = cwd / log_name
-        self._log = open(self.log_path, "wb")
-        command = command or [sys.executable, str(SCRIPT)]
-        self.proc = subprocess.Popen([*command, *args], cwd=cwd, env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_log(self, text: str, timeout: float = WAIT_S, after: str = "") -> str:
-        """Until `text` appears in the bot's output (after the first `after`,
-        if given), or the bot exits."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            out = self.output()
-            start = out.find(after)
-            if start >= 0 and text in out[start:]:
-                return out
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"bot never logged {text!r}; output:\n{self.output()}")
-
-    def wait_exit(self, timeout: float = WAIT_S) -> int:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"bot did not exit in {timeout}s; output:\n{self.output()}")
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = WAIT_S) -> int:
-        """One Ctrl+C (or `sig`); return the exit code."""
-        self.proc.send_signal(sig)
-        return self.wait_exit(timeout)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(WAIT_S)
-        self._log.close()
 
 
 def start_bot(fake: FakeAlpaca, tmp_path: Path, *args: str, symbol: str = SYMBOL,

@@ -5,7 +5,7 @@ import hashlib
 
 import pytest
 
-from tests.data import derive_msft
+from sim.data import derive_msft
 
 
 @pytest.mark.skipif(not derive_msft.SOURCE.exists(), reason="../shared/data not beside the repo")

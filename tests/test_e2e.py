@@ -12,7 +12,7 @@ import signal
 
 import pytest
 
-from tests.fake_alpaca import FillPolicy, quote, trade
+from sim.alpaca import FillPolicy, quote, trade
 from tests.helpers import (SYMBOL, Bot, assert_clean, at, arm, buy_signal, clean_env,
                            limit_cents, sell_signal, sentinel, stop_cleanly, summary, warnings)
 

@@ -12,7 +12,7 @@ import pytest
 from alpaca_trade_api.rest import REST, APIError
 from alpaca_trade_api.stream import DataStream, TradingStream
 
-from tests.fake_alpaca import FillPolicy, quote, trade
+from sim.alpaca import FillPolicy, quote, trade
 from tests.helpers import SYMBOL, at
 
 

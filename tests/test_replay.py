@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from tests import replay
-from tests.fake_alpaca import Tape
+from sim import replay
+from sim.alpaca import Tape
 
 
 def test_rules_find_the_same_counts_in_the_hour_every_run():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from tests.fake_alpaca import FillPolicy, trade
+from sim.alpaca import FillPolicy, trade
 from tests.helpers import (SYMBOL, at, arm, assert_clean, buy_signal, limit_cents, sell_signal,
                            sentinel, stop_cleanly, summary)
 

@@ -2,7 +2,7 @@
 
 Run on demand (not part of the test suite; takes about two minutes):
 
-    pipenv run python -m tests.benchmark
+    pipenv run python -m sim.benchmark
 
 Both clients run as subprocesses against the fake Alpaca on loopback and are
 measured the same way, by the fake:
@@ -35,8 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.fake_alpaca import FakeAlpaca, FillPolicy, Tape, quote, rfc3339, trade
-from tests.helpers import ROOT, Bot, clean_env
+from sim.alpaca import FakeAlpaca, FillPolicy, Tape, quote, rfc3339, trade
+from sim.bot import ROOT, Bot, clean_env
 
 SYMBOL = "BNCH"
 SIGNALS = 150
@@ -150,7 +150,7 @@ class Run:
             extra = {"baseline+SDK": ["--mode", "sdk"],
                      "2019 design": ["--mode", "blocking"]}.get(kind, [])
             self.client = Bot(["--baseline-client", *extra, "--symbol", SYMBOL], env, tmp,
-                              command=[sys.executable, "-m", "tests.benchmark"],
+                              command=[sys.executable, "-m", "sim.benchmark"],
                               log_name=f"{kind}.log")
         self.fake.wait_subscribed(SYMBOL, timeout=20)
         self.bid = 1000
@@ -290,7 +290,7 @@ def main() -> int:
         except KeyboardInterrupt:
             pass
         return 0
-    tape = Tape(Path(ROOT / "tests" / "data" / "msft_2012-06-21.csv.gz"))
+    tape = Tape(Path(ROOT / "sim" / "data" / "msft_2012-06-21.csv.gz"))
     with tempfile.TemporaryDirectory() as tmp:
         bot = measure("bot", tape, Path(tmp))
         base = measure("baseline", tape, Path(tmp))

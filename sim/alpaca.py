@@ -34,7 +34,7 @@ Fill assumptions, in plain words (the matching engine):
 Tests drive it from their own thread (the server runs in a thread of its
 own); every `wait_*` has a timeout. Run by hand:
 
-    python -m tests.fake_alpaca [--port 8642]
+    python -m sim.alpaca [--port 8642]
 """
 from __future__ import annotations
 
@@ -737,7 +737,7 @@ class FakeAlpaca:
 
 
 class Tape:
-    """A quotes-and-trades file (see tests/data/README.md), loaded for replay.
+    """A quotes-and-trades file (see sim/data/README.md), loaded for replay.
 
     Lines: `q,time_ns,bid,ask,bid_size,ask_size` and `t,time_ns,price,size`,
     prices in dollars x 10,000."""

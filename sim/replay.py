@@ -1,12 +1,12 @@
 """Replay one real hour of Nasdaq (MSFT, 2012-06-21) through the unmodified bot.
 
-No account, no network: the fake Alpaca streams tests/data/msft_2012-06-21.csv.gz
+No account, no network: the fake Alpaca streams sim/data/msft_2012-06-21.csv.gz
 through its market-data websocket, fills the bot's orders against the replayed
 book, and this script prints a report and draws a chart.
 
-    pipenv run python -m tests.replay                  # the hour, as fast as the bot keeps up
-    pipenv run python -m tests.replay --speed 60       # real time x 60 (one minute)
-    pipenv run python -m tests.replay --minutes 5      # the first five minutes only
+    pipenv run python -m sim.replay                  # the hour, as fast as the bot keeps up
+    pipenv run python -m sim.replay --speed 60       # real time x 60 (one minute)
+    pipenv run python -m sim.replay --minutes 5      # the first five minutes only
 
 Fill assumptions (the fake's, in plain words): an order is matched against the
 replayed book as it stands when the order arrives, plus --latency-ms of market
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Optional
 
 import tick_taker as tt
-from tests.fake_alpaca import FakeAlpaca, Tape
-from tests.helpers import Bot, clean_env
+from sim.alpaca import FakeAlpaca, Tape
+from sim.bot import Bot, clean_env
 
 DATA = Path(__file__).resolve().parent / "data" / "msft_2012-06-21.csv.gz"
 SYMBOL = "MSFT"

@@ -22,7 +22,7 @@ executions, so level-1 sizes can be slightly understated early on; hidden
 liquidity never shows in the quotes; Nasdaq alone, not the consolidated
 quote; odd lots included.
 
-    python tests/data/derive_msft.py [../shared/data/msft_2012-06-21]
+    python sim/data/derive_msft.py [../shared/data/msft_2012-06-21]
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ OUT = HERE / "msft_2012-06-21.csv.gz"
 MIDNIGHT_NS = calendar.timegm((2012, 6, 21, 4, 0, 0)) * 1_000_000_000   # 00:00 EDT
 HEADER = f"""\
 # MSFT, Nasdaq, 2012-06-21 09:30-10:30 ET: LOBSTER sample, level 1 rebuilt from messages.
-# Derived by tests/data/derive_msft.py. Prices in dollars x 10,000; times in ns since the epoch.
+# Derived by sim/data/derive_msft.py. Prices in dollars x 10,000; times in ns since the epoch.
 # q,time_ns,bid,ask,bid_size,ask_size   |   t,time_ns,price,size
 """
 
