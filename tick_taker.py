@@ -13,12 +13,17 @@ The exact contract is in README.md ("The strategy"). Read top to bottom:
 
     constants, Config         the knobs
     Quote                     level tracking (pure, no I/O)
-    Position                  order registry and fill accounting (pure)
-    decide()                  one trade print -> an order intent or None
-    Alpaca I/O                the two websocket clients, REST and its rate limiter
-    TickTaker                 wires the streams and REST to the three above;
-                              reconnects, restarts, market hours, the watchdog
-    parse_args / main         command line, start-up checks, shutdown
+    Position                  order registry, order life and fill accounting (pure)
+    decide(), follow()        one trade print -> an order intent or None
+    edge records              OrderUpdate: the wire's order shapes, parsed once
+    REST                      the SDK in its own thread, the rate limiter
+    OrderDesk                 every order from decision to terminal state:
+                              budget, submit/cancel on the event loop (aiohttp),
+                              unknown outcomes resolved, cancel-all at shutdown
+    DataStream, TradingStream our two websocket clients (JSON mode)
+    TickTaker                 wires streams to the core and the desk; start-up,
+                              reconnects, market hours, the watchdog, shutdown
+    parse_args / main         command line and exit codes
 
 Run:  python tick_taker.py --symbol SNAP --quantity 500
 Stop: Ctrl+C once (cancels this run's open orders, prints a summary).
@@ -29,24 +34,27 @@ import argparse
 import asyncio
 import calendar
 import collections
-import concurrent.futures
 import functools
+import gc
 import itertools
 import json
 import logging
 import os
+import queue
 import random
 import re
 import signal
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Any, Awaitable, Callable, Coroutine, Optional, Union
 
+import aiohttp
 import requests
 import websockets
 from alpaca_trade_api.rest import REST, APIError
@@ -58,7 +66,8 @@ from requests.adapters import HTTPAdapter
 # --------------------------------------------------------------------------
 LOT = 100                            # shares per order; smallest print followed
 IMBALANCE_RATIO = Fraction("1.8")    # exact, so 180 vs 100 is not "more"
-QUOTE_GUARD_NS = 50_000_000          # ignore trades < 50 ms after the level quote
+QUOTE_GUARD_NS = 50_000_000          # a print this soon after the level's quote may
+                                     # belong to the previous level: ignore it
 TICK_CENTS = 1                       # a level is a one-tick spread; a move is one tick
 
 DEFAULT_SYMBOL = "SNAP"
@@ -68,21 +77,42 @@ PAPER_URL = "https://paper-api.alpaca.markets"
 LIVE_URL = "https://api.alpaca.markets"
 DATA_STREAM_URL = "https://stream.data.alpaca.markets"
 CLIENT_ID_PREFIX = "tick-taker-"     # our orders' client_order_id starts with this
-REST_TIMEOUT_S = 10                  # the SDK sets none; a hung call would freeze orders
-SHUTDOWN_WAIT_S = 3.0                # how long Ctrl+C waits for in-flight work
-WS_CLOSE_TIMEOUT_S = 1.0
+
+# The order path (see README, "An order's life").
+ORDER_TIMEOUT_S = 2.0                # submit/cancel: no answer by then means "unknown"
+IN_FLIGHT_S = 5.0                    # a submit may still be created this long after it was
+                                     # sent: only then is a 404 look-up proof it never was
+RESOLVE_FIRST_S = 0.25               # look-ups and cancel retries back off from this ...
+RESOLVE_MAX_S = 5.0                  # ... doubling up to this, until the order is terminal
+TERMINAL_WAIT_S = 1.0                # after a cancel, wait this long for the final update
+                                     # before asking REST
+SHUTDOWN_DEADLINE_S = 10.0           # Ctrl+C: cancel and resolve until this, then list
+                                     # what is still open and exit non-zero
+KEEP_WARM_S = 30.0                   # an idle order connection is used (GET /v2/clock) this
+                                     # often, so a signal never waits for a new TLS handshake
+# Everything else on REST (the SDK, in its own thread).
+REST_TIMEOUT_S = 10                  # the SDK sets none; a hung call would freeze the thread
+STARTUP_TRIES = 5                    # start-up REST calls and stream opens: transient faults
+                                     # retried this often (backing off), then a clear error
 RATE_LIMIT_PER_MIN = 200             # Alpaca's documented REST rate, per account
+# The streams.
+WS_CLOSE_TIMEOUT_S = 1.0
 RECONNECT_FIRST_S = 0.5              # reconnect backoff: doubles each try, with jitter,
 RECONNECT_MAX_S = 30.0               # up to this (the SDK's own loop retries every 10 ms)
-CANCEL_TRIES = 4                     # a cancel refused with 429/5xx is retried, backing off
-MAX_ORDER_AGE_S = 1.0                # a signal still waiting for the REST thread this long is dropped
-DEFAULT_STALE_S = 60.0               # no market data this long: warn and disarm the level
+STABLE_S = 30.0                      # the backoff restarts only after a connection
+                                     # stayed up this long (a connect-drop loop is not hammered)
+DEFAULT_STALE_S = 60.0               # no market data this long: warn and forget the level
 DEFAULT_CLOSE_BUFFER_MIN = 5.0       # no new orders this close to the close
+
+# Exit codes (README, "What it prints").
+EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_ORDERS_OPEN = 0, 1, 2, 3
 
 # Terminal events: after these no more fills can come for the order.
 TERMINAL_EVENTS = frozenset(
     {"fill", "canceled", "expired", "rejected", "done_for_day", "replaced"})
 FILL_EVENTS = frozenset({"partial_fill", "fill"})
+# A REST order's status, as the trade update event that would have reported it.
+STATUS_EVENTS = {"filled": "fill", "partially_filled": "partial_fill"}
 
 log = logging.getLogger("tick_taker")
 
@@ -94,13 +124,13 @@ class FatalError(Exception):
 @dataclass(frozen=True)
 class Config:
     """Everything the run needs, resolved once from flags, environment and .env."""
-    symbol: str
-    quantity: int            # most shares ever held (multiple of LOT)
+    symbols: tuple[str, ...]     # the stocks traded, each on its own
+    quantity: int                # most shares ever held, per symbol (multiple of LOT)
     key_id: str
     secret_key: str = field(repr=False)   # never printed
-    base_url: str            # REST and trading stream (`<base>/stream`)
-    data_url: str            # market-data stream (`<data>/v2/<feed>`)
-    feed: str                # iex or sip
+    base_url: str                # REST and trading stream (`<base>/stream`)
+    data_url: str                # market-data stream (`<data>/v2/<feed>`)
+    feed: str                    # iex or sip
     stale_s: float = DEFAULT_STALE_S                  # market-data watchdog
     close_buffer_min: float = DEFAULT_CLOSE_BUFFER_MIN  # stop new orders before the close
     flatten_at_close: bool = False                    # sell what this run bought, then
@@ -126,6 +156,9 @@ class Quote:
 
     Prices are integer cents; times are exchange nanoseconds.
     """
+    # Fixed slots: every quote passes here, and slot stores are the cheapest.
+    __slots__ = ("level_bid", "level_ask", "level_time_ns", "armed", "bid", "ask",
+                 "bid_size", "ask_size", "level_changes", "armed_levels")
 
     def __init__(self) -> None:
         self.level_bid: Optional[int] = None
@@ -138,7 +171,10 @@ class Quote:
     def on_quote(self, bid: int, ask: int, bid_size: int, ask_size: int,
                  t: ExchangeTime) -> bool:
         """Apply one quote; return True when it is a level change."""
-        self.bid, self.ask, self.bid_size, self.ask_size = bid, ask, bid_size, ask_size
+        self.bid = bid                    # (four plain stores: the cheapest form,
+        self.ask = ask                    # and every quote passes here)
+        self.bid_size = bid_size
+        self.ask_size = ask_size
         # A level change: a one-tick spread with both sides moved.
         if ask - bid != TICK_CENTS or bid == self.level_bid or ask == self.level_ask:
             return False
@@ -161,16 +197,18 @@ class Quote:
 
 
 # --------------------------------------------------------------------------
-# Position tracker: this run's orders and fills. Pure, no I/O.
+# Position tracker: this run's orders, their life, and fills. Pure, no I/O.
 # --------------------------------------------------------------------------
 @dataclass
 class TrackedOrder:
     """One order of this run, as the Position tracker sees it."""
     side: str                      # "buy" or "sell"
     qty: int
+    sent_at: float                 # monotonic seconds when the submit went out
     filled: int = 0                # cumulative filled_qty last seen
     notional_cents: int = 0        # cumulative filled_qty * filled_avg_price
-    order_id: Optional[str] = None  # Alpaca's id, once the POST returned
+    order_id: Optional[str] = None  # Alpaca's id, once known
+    unknown: bool = False          # the submit got no clear answer: it may exist
 
     @property
     def pending(self) -> int:
@@ -178,11 +216,13 @@ class TrackedOrder:
 
 
 class Position:
-    """Order registry and fill accounting for this run's orders only.
+    """Order registry and fill accounting for this run's orders in one symbol.
 
     Fills are counted as the change in each order's cumulative `filled_qty`,
-    so repeated, stale or out-of-order updates change nothing. Realized P&L
-    uses the average cost of the shares held.
+    so repeated, stale or out-of-order updates change nothing. An order whose
+    outcome is unknown stays pending (it may exist and fill) until an update
+    or a look-up settles it. Realized P&L uses the average cost of the
+    shares held.
     """
 
     def __init__(self, quantity: int, preexisting: int = 0) -> None:
@@ -209,32 +249,46 @@ class Position:
     def can_sell(self) -> bool:
         return self.held - self.pending_sells >= LOT
 
-    def register(self, client_order_id: str, side: str, qty: int = LOT) -> None:
+    # -- an order's life ---------------------------------------------------
+    def register(self, client_order_id: str, side: str, qty: int = LOT,
+                 now: float = 0.0) -> None:
         """Record an order before it is sent, so even an update that beats
         the REST reply is matched and counted."""
-        self.orders[client_order_id] = TrackedOrder(side, qty)
+        self.orders[client_order_id] = TrackedOrder(side, qty, now)
         self.orders_sent += 1
 
-    def set_order_id(self, client_order_id: str, order_id: str) -> None:
-        """Remember Alpaca's id (for the cancel at shutdown), if still tracked."""
-        order = self.orders.get(client_order_id)
-        if order is not None:
-            order.order_id = order_id
-
-    def release(self, client_order_id: str) -> None:
-        """Forget an order that was never placed (sending it failed)."""
+    def refused(self, client_order_id: str) -> None:
+        """Alpaca answered 4xx: not placed. Release its pending shares at once."""
         if self.orders.pop(client_order_id, None) is not None:
             self.orders_sent -= 1
 
+    def unknown(self, client_order_id: str) -> None:
+        """5xx, a timeout, a lost connection: it may exist. It stays pending."""
+        if (order := self.orders.get(client_order_id)) is not None:
+            order.unknown = True
+
+    def not_found(self, client_order_id: str, now: float) -> bool:
+        """A look-up by client_order_id answered 404. Proof that the order was
+        never placed only once its submit can no longer be in flight; then it
+        is released (True). Before that, it stays pending."""
+        order = self.orders.get(client_order_id)
+        if order is None or order.order_id is not None or now - order.sent_at <= IN_FLIGHT_S:
+            return False
+        self.refused(client_order_id)
+        return True
+
     def on_update(self, client_order_id: str, event: str, filled_qty: int,
-                  filled_avg_cents: Decimal) -> int:
-        """Apply one trade update; return the shares newly filled (0 if none).
+                  filled_avg_cents: Decimal, order_id: Optional[str] = None) -> int:
+        """Apply one trade update (or a REST look-up); return the shares newly
+        filled (0 if none). It also supplies Alpaca's id, if not yet known.
 
         Updates for orders this run did not place are ignored.
         """
         order = self.orders.get(client_order_id)
         if order is None:
             return 0
+        if order_id and order.order_id is None:
+            order.order_id, order.unknown = order_id, False
         delta = 0
         if event in FILL_EVENTS or event in TERMINAL_EVENTS:
             delta = self._apply_fill(order, filled_qty, filled_avg_cents)
@@ -270,7 +324,21 @@ class Position:
 class Intent:
     side: str
     limit_cents: int
-    reason: str
+    bid_size: int                  # the live sizes that decided it, for the log
+    ask_size: int
+
+    @property
+    def reason(self) -> str:
+        heavy, light = ((self.bid_size, self.ask_size) if self.side == "buy"
+                        else (self.ask_size, self.bid_size))
+        return (f"{'bid' if self.side == 'buy' else 'ask'} {heavy} > "
+                f"{float(IMBALANCE_RATIO)}x{light}")
+
+
+def outweighs(size: int, other: int) -> bool:
+    """size > IMBALANCE_RATIO x other, exactly, in integers (a Fraction product
+    costs microseconds on the path from print to order)."""
+    return size * IMBALANCE_RATIO.denominator > other * IMBALANCE_RATIO.numerator
 
 
 def decide(quote: Quote, position: Position, price_cents: int, size: int,
@@ -285,20 +353,65 @@ def decide(quote: Quote, position: Position, price_cents: int, size: int,
     if size < LOT:
         return None                                   # 4. at least one lot
     bid_size, ask_size = quote.bid_size, quote.ask_size
-    if (price_cents == quote.level_ask and bid_size > IMBALANCE_RATIO * ask_size
+    if (price_cents == quote.level_ask and outweighs(bid_size, ask_size)
             and position.can_buy()):
-        return Intent("buy", quote.level_ask,
-                      f"bid {bid_size} > {float(IMBALANCE_RATIO)}x{ask_size}")
-    if (price_cents == quote.level_bid and ask_size > IMBALANCE_RATIO * bid_size
+        return Intent("buy", quote.level_ask, bid_size, ask_size)
+    if (price_cents == quote.level_bid and outweighs(ask_size, bid_size)
             and position.can_sell()):
-        return Intent("sell", quote.level_bid,
-                      f"ask {ask_size} > {float(IMBALANCE_RATIO)}x{bid_size}")
+        return Intent("sell", quote.level_bid, bid_size, ask_size)
     return None
 
 
+def follow(quote: Quote, position: Position, price_cents: int, size: int,
+           t: ExchangeTime, trading: bool, reserve: Callable[[], bool]) -> Optional[Intent]:
+    """One trade print through every rule of the run: the one place they live.
+
+    The bot, the replay's counts and the property test all call this.
+    `trading` is False while the bot's state may be stale (the trading stream
+    is down, Ctrl+C, too close to the close); `reserve` books the REST budget
+    for the order's submit and cancel, or says there is none.
+    """
+    if not trading:
+        return None                       # no order while our state may be stale
+    intent = decide(quote, position, price_cents, size, t)
+    if intent is None or not reserve():
+        return None                       # no budget: skipped, not queued; still armed
+    quote.disarm()                        # an attempt: one per level
+    return intent
+
+
 # --------------------------------------------------------------------------
-# Alpaca I/O helpers: wire formats at the edge.
+# Edge records and wire formats: parsed once, at the edge.
 # --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OrderUpdate:
+    """One order's state, from a trade update, a REST look-up or a POST reply."""
+    client_order_id: str
+    order_id: Optional[str]
+    event: str
+    side: str
+    symbol: str
+    filled_qty: int
+    filled_avg_cents: Decimal
+    price: Optional[str] = None        # this execution's price (fills only)
+
+    @classmethod
+    def from_order(cls, order: dict, event: Optional[str] = None,
+                   price: Optional[str] = None) -> "OrderUpdate":
+        """An Alpaca order object; without an event, its status stands for one."""
+        status = order.get("status") or ""
+        return cls(order.get("client_order_id") or "", order.get("id"),
+                   event or STATUS_EVENTS.get(status, status), order.get("side") or "",
+                   order.get("symbol") or "", int(Decimal(order.get("filled_qty") or 0)),
+                   Decimal(order.get("filled_avg_price") or 0) * 100, price)
+
+    @classmethod
+    def from_stream(cls, data: dict) -> "OrderUpdate":
+        """A `trade_updates` message's data."""
+        return cls.from_order(data.get("order") or {}, data.get("event") or "",
+                              data.get("price"))
+
+
 def print_cents(price: float) -> Optional[int]:
     """A trade price in whole cents, or None for a sub-penny print (such as a
     midpoint execution at 10.005), which is at neither the bid nor the ask."""
@@ -350,11 +463,22 @@ def endpoint_kind(base_url: str) -> str:
     return "CUSTOM"
 
 
+def backoff_s(attempt: int, first: float = RECONNECT_FIRST_S,
+              ceiling: float = RECONNECT_MAX_S) -> float:
+    """Exponential backoff with jitter: 0.25-0.5 s, 0.5-1 s, ... up to 15-30 s."""
+    top = min(ceiling, first * 2 ** attempt)
+    return random.uniform(top / 2, top)
+
+
+# --------------------------------------------------------------------------
+# REST: the rate limiter, and the SDK in a thread of its own.
+# --------------------------------------------------------------------------
 class RateLimiter:
     """Keeps REST requests within Alpaca's rate and pauses after a 429.
 
-    Every HTTP request counts, retries included (both calls of an order
-    attempt, too). Pure bookkeeping: callers pass the (monotonic) time.
+    Every HTTP request counts, whichever path sends it (the SDK's thread or
+    the order desk on the event loop), so it is locked. Callers pass the
+    (monotonic) time.
     """
 
     def __init__(self, limit: int = RATE_LIMIT_PER_MIN, window_s: float = 60.0) -> None:
@@ -362,35 +486,49 @@ class RateLimiter:
         self.sent: collections.deque[float] = collections.deque()
         self.paused_until = 0.0
         self.strikes = 0                 # 429s in a row
+        self._lock = threading.Lock()
 
     def _trim(self, now: float) -> None:
         while self.sent and self.sent[0] <= now - self.window_s:
             self.sent.popleft()
 
-    def can_send(self, n: int, now: float) -> bool:
-        """Room for n requests right now (an order attempt needs 2)?"""
-        self._trim(now)
-        return now >= self.paused_until and len(self.sent) + n <= self.limit
+    def reserve(self, n: int, now: float) -> bool:
+        """Book n requests now if there is room (an order books its submit
+        and its cancel at once); False if not."""
+        with self._lock:
+            self._trim(now)
+            if now < self.paused_until or len(self.sent) + n > self.limit:
+                return False
+            self.sent.extend([now] * n)
+            return True
 
-    def wait_s(self, now: float) -> float:
-        """How long the next request must wait."""
-        self._trim(now)
-        full = self.sent[0] + self.window_s - now if len(self.sent) >= self.limit else 0.0
-        return max(full, self.paused_until - now, 0.0)
-
-    def record(self, now: float) -> None:
-        self.sent.append(now)
+    def take(self, now: float) -> float:
+        """Book one request now and return 0, or return how long to wait."""
+        with self._lock:
+            self._trim(now)
+            full = self.sent[0] + self.window_s - now if len(self.sent) >= self.limit else 0.0
+            wait = max(full, self.paused_until - now, 0.0)
+            if wait <= 0:
+                self.sent.append(now)
+            return wait
 
     def throttled(self, now: float, reset_in: Optional[float]) -> float:
         """A 429: pause until Alpaca's reset, or back off 1, 2, 4 ... 60 s."""
-        self.strikes += 1
-        pause = reset_in if reset_in is not None else 2.0 ** (self.strikes - 1)
-        pause = min(max(pause, 0.5), 60.0)
-        self.paused_until = now + pause
-        return pause
+        with self._lock:
+            self.strikes += 1
+            pause = reset_in if reset_in is not None else 2.0 ** (self.strikes - 1)
+            pause = min(max(pause, 0.5), 60.0)
+            self.paused_until = max(self.paused_until, now + pause)
+            return pause
 
     def answered(self) -> None:
         self.strikes = 0
+
+
+def reset_in_s(headers: Any) -> Optional[float]:
+    """Seconds until Alpaca's X-RateLimit-Reset (unix seconds), if given."""
+    reset = headers.get("X-RateLimit-Reset")
+    return float(reset) - time.time() if reset and reset.isdigit() else None
 
 
 class _RestAdapter(HTTPAdapter):
@@ -404,16 +542,11 @@ class _RestAdapter(HTTPAdapter):
     def send(self, request, **kwargs):  # type: ignore[override]
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = REST_TIMEOUT_S
-        wait = self.limiter.wait_s(time.monotonic())
-        if wait > 0:
-            log.warning("REST rate limit: waiting %.1f s", wait)
+        while (wait := self.limiter.take(time.monotonic())) > 0:
             time.sleep(wait)
-        self.limiter.record(time.monotonic())
         response = super().send(request, **kwargs)
         if response.status_code == 429:
-            reset = response.headers.get("X-RateLimit-Reset")
-            reset_in = float(reset) - time.time() if reset and reset.isdigit() else None
-            pause = self.limiter.throttled(time.monotonic(), reset_in)
+            pause = self.limiter.throttled(time.monotonic(), reset_in_s(response.headers))
             log.warning("HTTP 429 from Alpaca: no new orders for %.1f s", pause)
         else:
             self.limiter.answered()
@@ -423,18 +556,21 @@ class _RestAdapter(HTTPAdapter):
 def make_rest(cfg: Config, limiter: RateLimiter) -> REST:
     rest = REST(cfg.key_id, cfg.secret_key, cfg.base_url, api_version="v2")
     # The SDK's session is private, but a REST call with no timeout can hang
-    # the order thread for good, and the rate must be kept for every request;
+    # the REST thread for good, and the rate must be kept for every request;
     # mounting an adapter is the least intrusive way to do both.
     for scheme in ("http://", "https://"):
         rest._session.mount(scheme, _RestAdapter(limiter))
-    # The SDK retries a 429 after a blocking 3 s: an order sent 3 s late is
-    # wrong for this strategy. The bot backs off itself (see RateLimiter).
+    # The SDK retries a 429 after a blocking 3 s; the bot backs off itself.
     rest._retry = 0
     # With no proxy configured, skip requests' per-call look-ups of proxy
-    # variables and ~/.netrc: about 0.1 ms off every order (keys go in headers).
-    if not any(name.lower().endswith("_proxy") for name in os.environ):
+    # variables and ~/.netrc (keys go in headers).
+    if not proxy_configured():
         rest._session.trust_env = False
     return rest
+
+
+def proxy_configured() -> bool:
+    return any(name.lower().endswith("_proxy") for name in os.environ)
 
 
 def http_status(exc: BaseException) -> Optional[int]:
@@ -446,14 +582,373 @@ def http_status(exc: BaseException) -> Optional[int]:
     return None
 
 
+def transient(exc: BaseException) -> bool:
+    """Worth retrying: no answer, a 5xx or a 429 (not a refusal)."""
+    status = http_status(exc)
+    return status is None or status >= 500 or status == 429
+
+
+class RestThread:
+    """The SDK's REST calls leave the event loop here, one at a time: the
+    SDK is built on `requests`, which blocks. A daemon thread, so a call
+    hanging at exit never holds the process."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._work, name="rest", daemon=True).start()
+
+    def call(self, fn: Callable, *args: Any, **kwargs: Any) -> Awaitable:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._jobs.put((loop, future, functools.partial(fn, *args, **kwargs)))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            loop, future, job = self._jobs.get()
+            try:
+                result, error = job(), None
+            except BaseException as exc:        # handed back to the awaiting coroutine
+                result, error = None, exc
+            try:
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            except RuntimeError:                # the loop is gone: nobody is waiting
+                return
+
+
+def start_now(coro: Coroutine) -> asyncio.Task:
+    """A task that runs at once up to its first real wait, so an order is on
+    the wire before the handler that decided it returns (Python 3.12+; on
+    3.11 it starts at the event loop's next turn)."""
+    if sys.version_info >= (3, 12):
+        return asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
+    return asyncio.get_running_loop().create_task(coro)
+
+
+def _settle(future: asyncio.Future, result: Any, error: Optional[BaseException]) -> None:
+    if not future.done():
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+
+# --------------------------------------------------------------------------
+# The order desk: every order of the run, from decision to terminal state.
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Answer:
+    """What an order call got back: an HTTP status (None: no answer at all)."""
+    status: Optional[int]
+    body: Any = None
+    text: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def refused(self) -> bool:
+        """4xx: the server looked and said no (for a submit: not placed)."""
+        return self.status is not None and 400 <= self.status < 500
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status} {self.text}".strip() if self.status else self.text
+
+
+NOT_FOUND = object()          # a look-up's 404
+
+
+class OrderDesk:
+    """One home for each rule of "An order's life" (README).
+
+    Submit and cancel go over one keep-alive aiohttp session on the event
+    loop, so an order leaves the moment it is decided and quotes keep
+    flowing while it is in flight. Look-ups by client_order_id go through the
+    SDK in the REST thread. Each order gets one task that sees it to its
+    terminal state: cancel at once (retried until terminal), resolve an
+    unknown outcome, cancel everything at shutdown.
+    """
+
+    def __init__(self, cfg: Config, rest: REST, rest_thread: RestThread,
+                 limiter: RateLimiter, positions: dict[str, Position]) -> None:
+        self.cfg, self.rest, self.rest_thread, self.limiter = cfg, rest, rest_thread, limiter
+        self.positions = positions
+        self.run_id = uuid.uuid4().hex[:8]
+        self._seq = itertools.count(1)
+        self.symbol_of: dict[str, str] = {}       # client_order_id -> symbol (the registry)
+        self.lives: dict[str, asyncio.Task] = {}  # client_order_id -> the task seeing it through
+        self._news: dict[str, asyncio.Event] = {}  # set when an update for the order arrives
+        self.stopping = False
+        self.session: Optional[aiohttp.ClientSession] = None
+        self.last_call = -KEEP_WARM_S            # monotonic time of the last order call
+
+    async def open(self) -> None:
+        self.session = aiohttp.ClientSession(
+            headers={"APCA-API-KEY-ID": self.cfg.key_id,
+                     "APCA-API-SECRET-KEY": self.cfg.secret_key},
+            timeout=aiohttp.ClientTimeout(total=ORDER_TIMEOUT_S),
+            connector=aiohttp.TCPConnector(keepalive_timeout=60),
+            trust_env=proxy_configured())
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    async def keep_warm(self) -> None:
+        """Open the order connection now, and use it whenever it has been idle
+        KEEP_WARM_S: a signal minutes after the last one must not pay for a new
+        connection (a TLS handshake to Alpaca). One request a half-minute."""
+        while True:
+            if time.monotonic() - self.last_call >= KEEP_WARM_S:
+                await self._request("GET", "/v2/clock")
+            await asyncio.sleep(max(0.0, self.last_call + KEEP_WARM_S - time.monotonic()))
+
+    # -- deciding and sending ---------------------------------------------
+    def reserve(self) -> bool:
+        """Budget first: room for the submit *and* the cancel right now."""
+        if self.limiter.reserve(2, time.monotonic()):
+            return True
+        log.warning("signal skipped: REST rate limit (no room for a submit and a cancel now)")
+        return False
+
+    def new_client_id(self) -> str:
+        return f"{CLIENT_ID_PREFIX}{self.run_id}-{next(self._seq)}"
+
+    def send(self, symbol: str, side: str, qty: int, limit_cents: Optional[int],
+             budgeted: bool = True) -> str:
+        """Register the order, then send it now (a task on this loop); a limit
+        is cancelled at once, a market order (flatten) only at shutdown."""
+        coid = self.new_client_id()
+        self.positions[symbol].register(coid, side, qty, time.monotonic())
+        self.symbol_of[coid] = symbol
+        self._news[coid] = asyncio.Event()
+        task = start_now(self._life(coid, symbol, side, qty, limit_cents, budgeted))
+        self.lives[coid] = task
+        task.add_done_callback(lambda _: self.lives.pop(coid, None))
+        return coid
+
+    async def _life(self, coid: str, symbol: str, side: str, qty: int,
+                    limit_cents: Optional[int], budgeted: bool) -> None:
+        body = {"symbol": symbol, "qty": str(qty), "side": side,
+                "type": "market" if limit_cents is None else "limit", "time_in_force": "day",
+                "client_order_id": coid}
+        if limit_cents is not None:
+            body["limit_price"] = dollars(limit_cents)
+        position = self.positions[symbol]
+        try:
+            answer = await self._request("POST", "/v2/orders", body, budgeted=budgeted)
+            if answer.ok and isinstance(answer.body, dict):
+                self.apply(OrderUpdate.from_order(answer.body))      # its id (a fill, even)
+            elif answer.refused:
+                log.warning("REJECTED %s: %s", coid, answer)
+                position.refused(coid)
+                return
+            else:
+                log.warning("order %s: %s; outcome unknown: resolving it by client_order_id",
+                            coid, answer)
+                position.unknown(coid)
+            await self._see_through(coid, position, ioc=limit_cents is not None,
+                                    cancel_budgeted=budgeted)
+        finally:
+            if coid not in position.orders:          # terminal: forget it
+                self._news.pop(coid, None)
+                self.symbol_of.pop(coid, None)
+
+    async def _see_through(self, coid: str, position: Position, ioc: bool,
+                           cancel_budgeted: bool) -> None:
+        """Until the order is terminal: cancel it (an IOC at once, anything at
+        shutdown), retrying refusals; wait for its updates and, when none
+        come, look it up; an unknown outcome is settled the same way."""
+        step = 0                           # backoff step for retries and look-ups
+        cancelled = False                  # a cancel was accepted, or was not needed
+        while (order := position.orders.get(coid)) is not None:
+            if order.order_id is not None and (ioc or self.stopping) and not cancelled:
+                answer = await self._request("DELETE", f"/v2/orders/{order.order_id}",
+                                             budgeted=cancel_budgeted)
+                cancel_budgeted = False
+                if answer.ok or answer.status in (404, 422):
+                    cancelled, step = True, 0
+                    if not answer.ok:     # already filled or gone: normal
+                        log.info("cancel of %s not needed (%s)", coid, answer.text)
+                    continue
+                delay = backoff_s(step, RESOLVE_FIRST_S, RESOLVE_MAX_S)
+                step += 1
+                log.warning("cancel of %s refused (%s); retrying in %.1f s", coid, answer, delay)
+                await self._news_or_timeout(coid, delay)
+                continue
+            if order.order_id is None:
+                wait = backoff_s(step, RESOLVE_FIRST_S, RESOLVE_MAX_S)
+            elif cancelled:
+                wait = TERMINAL_WAIT_S * 2 ** min(step, 3)
+            else:
+                wait = RESOLVE_MAX_S       # a market order, working until it fills
+            if await self._news_or_timeout(coid, wait):
+                continue                   # an update came: look again
+            step += 1
+            found = await self.lookup(coid)
+            if found is NOT_FOUND:
+                if position.not_found(coid, time.monotonic()):
+                    log.warning("order %s was never placed (not found %.0f s after it was "
+                                "sent): released", coid, IN_FLIGHT_S)
+            elif found is not None:
+                if found.get("status") not in ("pending_cancel", None):
+                    cancelled = False      # still working after our cancel: ask again
+                self.apply(OrderUpdate.from_order(found))
+
+    async def _news_or_timeout(self, coid: str, timeout: float) -> bool:
+        """Wait for an update for the order (True) or the timeout (False)."""
+        news = self._news.get(coid)
+        if news is None:
+            await asyncio.sleep(timeout)
+            return False
+        try:
+            await asyncio.wait_for(news.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        news.clear()
+        return True
+
+    async def _request(self, method: str, path: str, body: Optional[dict] = None,
+                       budgeted: bool = False) -> Answer:
+        """One order call over the keep-alive session, with Alpaca's error body
+        parsed. No answer (timeout, connection error) is Answer(None)."""
+        if not budgeted:
+            while (wait := self.limiter.take(time.monotonic())) > 0:
+                await asyncio.sleep(wait)
+        assert self.session is not None
+        self.last_call = time.monotonic()
+        try:
+            async with self.session.request(method, self.cfg.base_url + path,
+                                            json=body) as resp:
+                raw = await resp.read()
+                status, headers = resp.status, resp.headers
+        except asyncio.TimeoutError:
+            return Answer(None, text=f"no answer within {ORDER_TIMEOUT_S:g} s")
+        except aiohttp.ClientError as exc:
+            return Answer(None, text=f"connection failed ({type(exc).__name__})")
+        if status == 429:
+            pause = self.limiter.throttled(time.monotonic(), reset_in_s(headers))
+            log.warning("HTTP 429 from Alpaca: no new orders for %.1f s", pause)
+        else:
+            self.limiter.answered()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = None
+        text = parsed.get("message", "") if isinstance(parsed, dict) and status >= 300 else ""
+        return Answer(status, parsed, text or ("" if status < 300 else raw[:200].decode(
+            "utf-8", "replace")))
+
+    async def lookup(self, coid: str) -> Any:
+        """The order by client_order_id, through the SDK: its JSON, NOT_FOUND
+        on a 404, or None when REST gave no clear answer."""
+        try:
+            order = await self.rest_thread.call(self.rest.get_order_by_client_order_id, coid)
+        except Exception as exc:
+            if http_status(exc) == 404:
+                return NOT_FOUND
+            log.warning("look-up of %s failed (%s); will retry", coid, describe(exc))
+            return None
+        return order._raw
+
+    # -- what comes back --------------------------------------------------
+    def apply(self, update: OrderUpdate) -> None:
+        """A trade update, a look-up or a POST reply: route it by the run's
+        own client_order_id registry; anything else is ignored."""
+        symbol = self.symbol_of.get(update.client_order_id)
+        if symbol is None:
+            log.debug("ignoring %s for an order this run did not place", update.event)
+            return
+        position = self.positions[symbol]
+        if update.client_order_id not in position.orders:
+            return                                     # already terminal
+        delta = position.on_update(update.client_order_id, update.event, update.filled_qty,
+                                   update.filled_avg_cents, update.order_id)
+        if delta:
+            log.info("FILL %s %d %s @ %s (%s; position %+d)", update.side.upper(), delta,
+                     symbol, update.price or dollars(float(update.filled_avg_cents)),
+                     update.event, position.held)
+        elif update.event in TERMINAL_EVENTS:
+            log.info("%s %s (filled %d)", update.event.upper(), update.client_order_id,
+                     update.filled_qty)
+        if (news := self._news.get(update.client_order_id)) is not None:
+            news.set()
+
+    async def reconcile(self) -> None:
+        """Apply the current state of every order still in flight, as REST
+        reports it: fills missed while the trading stream was down count once
+        (cumulative filled_qty), terminal orders are released."""
+        for coid in self.open_orders():
+            found = await self.lookup(coid)
+            if isinstance(found, dict):
+                self.apply(OrderUpdate.from_order(found))
+
+    def open_orders(self) -> list[str]:
+        return [coid for p in self.positions.values() for coid in p.orders]
+
+    # -- start and stop ---------------------------------------------------
+    async def cancel_stale(self, order_id: str, coid: str) -> None:
+        """An earlier run's open order: cancel it and wait until REST says it
+        is terminal (so the position read next is final)."""
+        deadline = time.monotonic() + SHUTDOWN_DEADLINE_S
+        step = 0
+        while time.monotonic() < deadline:
+            answer = await self._request("DELETE", f"/v2/orders/{order_id}")
+            if answer.ok or answer.status in (404, 422):
+                try:
+                    order = await self.rest_thread.call(self.rest.get_order, order_id)
+                    if order.status not in OPEN_STATUSES:
+                        return
+                except Exception as exc:
+                    if http_status(exc) == 404:
+                        return
+            await asyncio.sleep(backoff_s(step, RESOLVE_FIRST_S, RESOLVE_MAX_S))
+            step += 1
+        raise FatalError(f"could not cancel {coid}, an open order of an earlier run: "
+                         "cancel it by hand, then start again")
+
+    async def shutdown(self, deadline_s: float = SHUTDOWN_DEADLINE_S) -> list[str]:
+        """Ctrl+C: no new order; cancel every order of this run still open,
+        with retries, until each is terminal or the deadline passes. Returns
+        the client ids still open (or unknown) at the deadline."""
+        self.stopping = True
+        for news in self._news.values():
+            news.set()                     # a working market order: cancel it now
+        lives = list(self.lives.values())
+        if lives:
+            await asyncio.wait(lives, timeout=deadline_s)
+        for task in list(self.lives.values()):
+            task.cancel()
+        return self.open_orders()
+
+
+OPEN_STATUSES = frozenset({"new", "accepted", "pending_new", "partially_filled",
+                           "accepted_for_bidding", "pending_cancel", "pending_replace",
+                           "held", "calculated", "stopped", "suspended"})
+
+
+def describe(exc: BaseException) -> str:
+    """An error in a few words, for the log (never a traceback)."""
+    status = http_status(exc)
+    if status is not None:
+        return f"HTTP {status} {exc}" if isinstance(exc, APIError) else f"HTTP {status}"
+    if isinstance(exc, requests.Timeout):
+        return f"no answer within {REST_TIMEOUT_S} s"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed"
+    return f"{type(exc).__name__}: {exc}"
+
+
+# --------------------------------------------------------------------------
+# The two websocket clients (JSON mode): market data, and trade updates.
+# --------------------------------------------------------------------------
 class StreamError(Exception):
-    """A stream failed to connect or sign in in a way worth retrying."""
+    """A stream failed to connect, sign in or subscribe: worth a retry."""
 
 
-def backoff_s(attempt: int) -> float:
-    """Exponential backoff with jitter: 0.25-0.5 s, 0.5-1 s, ... up to 15-30 s."""
-    ceiling = min(RECONNECT_MAX_S, RECONNECT_FIRST_S * 2 ** attempt)
-    return random.uniform(ceiling / 2, ceiling)
+class ConnectionLimit(StreamError):
+    """406: another session holds the account's market-data connection."""
 
 
 async def connect(url: str, what: str) -> websockets.WebSocketClientProtocol:
@@ -466,77 +961,114 @@ async def connect(url: str, what: str) -> websockets.WebSocketClientProtocol:
         raise StreamError(f"cannot connect to the {what} at {url}: {exc}") from None
 
 
-async def recv_json(ws: websockets.WebSocketClientProtocol, what: str):
-    """The next message, decoded."""
+async def recv_json(ws: websockets.WebSocketClientProtocol, what: str) -> Any:
+    """The next message during sign-in, decoded; any failure is a StreamError."""
     try:
         raw = await asyncio.wait_for(ws.recv(), REST_TIMEOUT_S)
+        return json.loads(raw)
     except (asyncio.TimeoutError, websockets.ConnectionClosed) as exc:
         raise StreamError(f"the {what} closed during sign-in: {exc}") from None
-    return json.loads(raw)
+    except ValueError:
+        raise StreamError(f"the {what} sent a malformed message during sign-in") from None
 
 
 DATA_ERRORS = {
     402: "Alpaca refused the API keys on the market-data stream (auth failed)",
+    405: "symbol limit exceeded: your market-data plan allows fewer symbols "
+         "(the free plan: 30)",
     406: "connection limit exceeded: another program already holds this "
          "account's market-data connection (close it, or wait ~90 s after a crash)",
     409: "your market-data plan does not include this feed (try --feed iex)",
 }
+FATAL_DATA_ERRORS = (402, 405, 409)   # refused keys, plan limits: retrying cannot help
 
 
 class DataStream:
-    """Market-data v2 stream client (JSON mode): quotes and trades, one symbol."""
+    """Market-data v2 stream client (JSON mode): quotes and trades."""
 
-    def __init__(self, cfg: Config, on_quote: Callable, on_trade: Callable) -> None:
+    what = "market-data stream"
+
+    def __init__(self, cfg: Config, quotes: dict[str, Callable[..., bool]],
+                 on_level: Callable[[str], None], on_trade: Callable) -> None:
+        """`quotes`: each symbol's quote tracker (`Quote.on_quote`, True on a
+        level change, which is then reported to `on_level`)."""
         self.url = f"{ws_url(cfg.data_url)}/v2/{cfg.feed}"
         self.cfg = cfg
-        self.on_quote, self.on_trade = on_quote, on_trade
+        self.quotes, self.on_level, self.on_trade = quotes, on_level, on_trade
         self.ws: Optional[websockets.WebSocketClientProtocol] = None
         self.last_data = time.monotonic()     # when the last frame arrived (watchdog)
 
     async def open(self) -> None:
-        """Connect, sign in and subscribe. Refused keys or plan are fatal;
-        anything else (a 406 included) raises StreamError, worth a retry."""
-        what = "market-data stream"
+        """Connect, sign in and subscribe. Refused keys or plan limits are
+        fatal; anything else raises StreamError, worth a retry."""
         await self.close()
-        self.ws = await connect(self.url, what)
-        first = await recv_json(self.ws, what)
-        if not (first and first[0].get("T") == "success"):
-            raise StreamError(f"unexpected greeting from the {what}: {first}")
-        await self.ws.send(json.dumps(
-            {"action": "auth", "key": self.cfg.key_id, "secret": self.cfg.secret_key}))
-        reply = (await recv_json(self.ws, what))[0]
-        if reply.get("T") == "error":
-            code = reply.get("code")
-            text = DATA_ERRORS.get(code, f"{what} error {code}: {reply.get('msg')}")
-            raise (FatalError if code in (402, 409) else StreamError)(text)
-        sym = [self.cfg.symbol]
-        await self.ws.send(json.dumps({"action": "subscribe", "quotes": sym, "trades": sym}))
+        self.ws = await connect(self.url, self.what)
+        try:
+            first = await recv_json(self.ws, self.what)
+            if not (isinstance(first, list) and first and first[0].get("T") == "success"):
+                raise StreamError(f"unexpected greeting from the {self.what}")
+            await self.ws.send(json.dumps(
+                {"action": "auth", "key": self.cfg.key_id, "secret": self.cfg.secret_key}))
+            self._check(await recv_json(self.ws, self.what))
+            symbols = list(self.cfg.symbols)
+            await self.ws.send(json.dumps(
+                {"action": "subscribe", "quotes": symbols, "trades": symbols}))
+            while True:                       # until the subscription is confirmed
+                reply = self._check(await recv_json(self.ws, self.what))
+                if reply.get("T") == "subscription":
+                    break
+        except websockets.ConnectionClosed as exc:
+            raise StreamError(f"the {self.what} closed during sign-in: {exc}") from None
         self.last_data = time.monotonic()
         log.info("market data: subscribed to %s quotes and trades (%s)",
-                 self.cfg.symbol, self.url)
+                 ",".join(self.cfg.symbols), self.url)
+
+    def _check(self, messages: Any) -> dict:
+        """A control message, or the error it carries raised."""
+        if not (isinstance(messages, list) and messages and isinstance(messages[0], dict)):
+            raise StreamError(f"malformed message from the {self.what}")
+        reply = messages[0]
+        if reply.get("T") == "error":
+            code = reply.get("code")
+            text = DATA_ERRORS.get(code, f"{self.what} error {code}: {reply.get('msg')}")
+            if code in FATAL_DATA_ERRORS:
+                raise FatalError(text)
+            raise (ConnectionLimit if code == 406 else StreamError)(text)
+        return reply
 
     async def run(self) -> None:
         """Dispatch messages until the socket closes (then return)."""
         async for raw in self.ws:
             self.last_data = time.monotonic()
             try:
-                self.dispatch(json.loads(raw))
-            except Exception:   # one malformed frame must not end the run
-                log.exception("could not handle market data %.200s", raw)
+                messages = json.loads(raw)
+            except ValueError:        # one malformed frame must not end the run
+                log.warning("skipped a malformed market-data frame: %.80r", raw)
+                continue
+            try:
+                self.dispatch(messages)
+            except Exception:         # nor a frame of the wrong shape
+                log.warning("skipped unreadable market data: %.200s", raw)
 
     def dispatch(self, messages: list[dict]) -> None:
-        symbol = self.cfg.symbol
+        """Each quote to its symbol's tracker, each trade to `on_trade`. The
+        hot path of the bot: kept to plain dict look-ups and calls."""
+        quotes, on_trade = self.quotes, self.on_trade
         for m in messages:
             kind = m.get("T")
-            if m.get("S") != symbol:
-                if kind == "error":
+            try:
+                if kind == "q":   # JSON numbers: prices are floats, sizes ints
+                    if quotes[m["S"]](round(m["bp"] * 100), round(m["ap"] * 100),
+                                      m["bs"], m["as"], m["t"]):
+                        self.on_level(m["S"])
+                elif kind == "t":
+                    if (cents := print_cents(m["p"])) is not None and m["S"] in quotes:
+                        on_trade(m["S"], cents, m["s"], m["t"])
+                elif kind == "error":
                     log.warning("market data error %s: %s", m.get("code"), m.get("msg"))
-                continue
-            if kind == "q":   # JSON numbers: prices are floats, sizes ints
-                self.on_quote(round(m["bp"] * 100), round(m["ap"] * 100),
-                              m["bs"], m["as"], m["t"])
-            elif kind == "t" and (cents := print_cents(m["p"])) is not None:
-                self.on_trade(cents, m["s"], m["t"])
+            except (KeyError, TypeError, ValueError) as exc:   # skip it, keep the rest
+                if m.get("S") in quotes:          # (not a symbol of ours: not ours to read)
+                    log.warning("skipped unreadable market data (%s): %.200r", exc, m)
 
     async def close(self) -> None:
         if self.ws is not None:
@@ -546,35 +1078,60 @@ class DataStream:
 class TradingStream:
     """Trading stream client: `trade_updates` for this account."""
 
-    def __init__(self, cfg: Config, on_update: Callable) -> None:
+    what = "trading stream"
+
+    def __init__(self, cfg: Config, on_update: Callable[[OrderUpdate], None]) -> None:
         self.url = f"{ws_url(cfg.base_url)}/stream"
         self.cfg = cfg
         self.on_update = on_update
         self.ws: Optional[websockets.WebSocketClientProtocol] = None
 
     async def open(self) -> None:
-        """Connect, sign in and listen; refused keys are fatal."""
-        what = "trading stream"
+        """Connect, sign in, listen, and wait for Alpaca's `listening`
+        acknowledgement (only then are updates sure to come); refused keys
+        are fatal."""
         await self.close()
-        self.ws = await connect(self.url, what)
-        await self.ws.send(json.dumps(
-            {"action": "auth", "key": self.cfg.key_id, "secret": self.cfg.secret_key}))
-        reply = await recv_json(self.ws, what)
-        if reply.get("data", {}).get("status") != "authorized":
-            raise FatalError("Alpaca refused the API keys on the trading stream")
-        await self.ws.send(json.dumps(
-            {"action": "listen", "data": {"streams": ["trade_updates"]}}))
+        self.ws = await connect(self.url, self.what)
+        try:
+            await self.ws.send(json.dumps(
+                {"action": "auth", "key": self.cfg.key_id, "secret": self.cfg.secret_key}))
+            reply = await recv_json(self.ws, self.what)
+            if not isinstance(reply, dict):
+                raise StreamError(f"malformed message from the {self.what}")
+            if reply.get("data", {}).get("status") != "authorized":
+                raise FatalError("Alpaca refused the API keys on the trading stream")
+            await self.ws.send(json.dumps(
+                {"action": "listen", "data": {"streams": ["trade_updates"]}}))
+            while True:
+                reply = await recv_json(self.ws, self.what)
+                if isinstance(reply, dict) and reply.get("stream") == "listening":
+                    break
+                self._dispatch(reply)          # an update that beat the acknowledgement
+        except websockets.ConnectionClosed as exc:
+            raise StreamError(f"the {self.what} closed during sign-in: {exc}") from None
         log.info("trading stream: listening for trade_updates (%s)", self.url)
 
     async def run(self) -> None:
         async for raw in self.ws:
-            msg = json.loads(raw)
-            if msg.get("stream") == "trade_updates":
-                # One bad update must not end all later ones (the SDK's trap).
-                try:
-                    self.on_update(msg["data"])
-                except Exception:
-                    log.exception("could not apply trade update %s", msg.get("data"))
+            try:
+                msg = json.loads(raw)
+            except ValueError:        # one bad frame must not end all later updates
+                log.warning("skipped a malformed trading-stream frame: %.80r", raw)
+                continue
+            self._dispatch(msg)
+
+    def _dispatch(self, msg: Any) -> None:
+        try:
+            if msg.get("stream") != "trade_updates":
+                return
+            update = OrderUpdate.from_stream(msg["data"])
+        except Exception:
+            log.warning("skipped a malformed trade update: %.200r", msg)
+            return
+        try:
+            self.on_update(update)
+        except Exception:             # nor a bug in applying one (the SDK's trap)
+            log.exception("could not apply trade update %s", update)
 
     async def close(self) -> None:
         if self.ws is not None:
@@ -582,164 +1139,89 @@ class TradingStream:
 
 
 # --------------------------------------------------------------------------
-# TickTaker: wires the streams and REST to Quote, Position and decide().
+# TickTaker: wires the streams to Quote, Position, follow() and the desk.
 # --------------------------------------------------------------------------
+@dataclass
+class Instrument:
+    """One symbol's state: its level tracker and its position."""
+    symbol: str
+    quote: Quote
+    position: Position
+
+
 class TickTaker:
     """Owns the state and the I/O of one run."""
 
-    def __init__(self, cfg: Config, rest: REST, limiter: RateLimiter) -> None:
+    def __init__(self, cfg: Config, rest: REST, limiter: RateLimiter,
+                 stop: asyncio.Event) -> None:
         self.cfg = cfg
         self.rest = rest
-        self.limiter = limiter
-        self.quote = Quote()
-        self.position = Position(cfg.quantity)
-        self.run_id = uuid.uuid4().hex[:8]
-        self._seq = itertools.count(1)
-        self.stopping = False           # Ctrl+C, the close, or a fatal error
+        self.stop = stop                # Ctrl+C, the close, or a fatal error
+        self.rest_thread = RestThread()
+        self.instruments = {s: Instrument(s, Quote(), Position(cfg.quantity))
+                            for s in cfg.symbols}
+        self.desk = OrderDesk(cfg, rest, self.rest_thread, limiter,
+                              {s: i.position for s, i in self.instruments.items()})
         self.closing = False            # too close to the close for new orders
         self.trading_live = False       # the trading stream is up: fills are seen
         self.close_at: Optional[float] = None    # epoch seconds, from the clock
-        # All REST calls leave the event loop for this one thread, in order,
-        # so quotes and trades keep flowing while an order is in flight.
-        self.rest_thread = concurrent.futures.ThreadPoolExecutor(1, "rest")
-        self.loop = asyncio.get_running_loop()
-        self.last_order: Optional[concurrent.futures.Future] = None
-        self.data = DataStream(cfg, self.on_quote, self.on_trade)
-        self.trading = TradingStream(cfg, self.on_trade_update)
+        # Quotes go straight to each symbol's tracker (the hot path).
+        self.data = DataStream(cfg, {s: i.quote.on_quote for s, i in self.instruments.items()},
+                               self.on_level, self.on_trade)
+        self.trading = TradingStream(cfg, self.desk.apply)
 
-    # -- handlers: thin, they feed the trackers ---------------------------
-    def on_quote(self, bid: int, ask: int, bid_size: int, ask_size: int,
-                 t: ExchangeTime) -> None:
-        if self.quote.on_quote(bid, ask, bid_size, ask_size, t):
-            log.debug("level %s/%s %s", dollars(bid), dollars(ask),
-                      "armed" if self.quote.armed else "not armed")
+    # -- handlers: thin, they feed the core ------------------------------
+    def on_level(self, symbol: str) -> None:
+        quote = self.instruments[symbol].quote
+        log.debug("level %s %s/%s %s", symbol, dollars(quote.level_bid),
+                  dollars(quote.level_ask), "armed" if quote.armed else "not armed")
 
-    def on_trade(self, price_cents: int, size: int, t: ExchangeTime) -> None:
-        if self.stopping or self.closing or not self.trading_live:
-            return                               # no order while our state may be stale
-        intent = decide(self.quote, self.position, price_cents, size, t)
+    def can_trade(self) -> bool:
+        return (self.trading_live and not self.closing and not self.stop.is_set()
+                and not self.desk.stopping)
+
+    def on_trade(self, symbol: str, price_cents: int, size: int, t: ExchangeTime) -> None:
+        inst = self.instruments[symbol]
+        intent = follow(inst.quote, inst.position, price_cents, size, t,
+                        self.can_trade(), self.desk.reserve)
         if intent is None:
             return
-        if not self.limiter.can_send(2, time.monotonic()):   # submit + cancel
-            log.warning("signal at %s skipped: REST rate limit", dollars(intent.limit_cents))
-            return
-        self.quote.disarm()                      # an attempt: one per level
-        coid = f"{CLIENT_ID_PREFIX}{self.run_id}-{next(self._seq)}"
-        self.position.register(coid, intent.side)
-        log.info("%s %d %s @ %s (level %d, %s) [%s]", intent.side.upper(), LOT,
-                 self.cfg.symbol, dollars(intent.limit_cents), self.quote.level_changes,
-                 intent.reason, coid)
-        # The order leaves the event loop here, for the REST thread.
-        self.last_order = self.rest_thread.submit(
-            self.place_order, coid, intent, time.monotonic())
-
-    def on_trade_update(self, data: dict) -> None:
-        order = data.get("order") or {}
-        coid, event = order.get("client_order_id"), data.get("event")
-        if coid not in self.position.orders:
-            log.debug("ignoring %s for an order this run did not place", event)
-            return
-        filled = int(Decimal(order.get("filled_qty") or 0))
-        avg = Decimal(order.get("filled_avg_price") or 0) * 100
-        delta = self.position.on_update(coid, event, filled, avg)
-        if delta:
-            log.info("FILL %s %d %s @ %s (%s; position %+d)", order.get("side", "").upper(),
-                     delta, self.cfg.symbol, data.get("price") or order.get("filled_avg_price"),
-                     event, self.position.held)
-        elif event in TERMINAL_EVENTS:
-            log.info("%s %s (filled %d)", event.upper(), coid, filled)
-
-    # -- order I/O: in the REST thread, one order at a time ------------------
-    # These methods run in `rest_thread`, never on the event loop. They touch
-    # the Position only through `on_loop`, so all state changes stay on the
-    # loop's thread.
-    def on_loop(self, fn: Callable, *args) -> None:
-        self.loop.call_soon_threadsafe(fn, *args)
-
-    def place_order(self, coid: str, intent: Intent, decided_at: float) -> None:
-        """Submit the limit order, then cancel it at once (simulated IOC)."""
-        age = time.monotonic() - decided_at
-        if self.stopping or age > MAX_ORDER_AGE_S:
-            if not self.stopping:
-                log.warning("order %s not sent: the signal is %.1f s old", coid, age)
-            self.on_loop(self.position.release, coid)
-            return
-        try:
-            order_id = self.submit(coid, intent.side, LOT, intent.limit_cents)
-            if order_id is not None:
-                self.cancel(coid, order_id)
-        except Exception:                  # a bug must not kill the REST thread
-            log.exception("order %s: unexpected error", coid)
-
-    def submit(self, coid: str, side: str, qty: int, limit_cents: Optional[int]) -> Optional[str]:
-        """Send a day order (limit, or market when limit_cents is None); return
-        Alpaca's id, or None if it was not placed."""
-        kind = "market" if limit_cents is None else "limit"
-        try:
-            order = self.rest.submit_order(
-                symbol=self.cfg.symbol, qty=qty, side=side, type=kind, time_in_force="day",
-                limit_price=None if limit_cents is None else dollars(limit_cents),
-                client_order_id=coid)
-        except APIError as exc:            # the server answered: not placed
-            log.warning("REJECTED %s: HTTP %s %s", coid, exc.status_code, exc)
-            self.on_loop(self.position.release, coid)
-            return None
-        except Exception as exc:           # no clear answer: ask whether it exists
-            log.warning("order %s: %s; checking whether it was placed", coid, exc)
-            return self.recover_unknown(coid)
-        self.on_loop(self.position.set_order_id, coid, order.id)
-        return order.id
-
-    def recover_unknown(self, coid: str) -> Optional[str]:
-        try:
-            order = self.rest.get_order_by_client_order_id(coid)
-        except Exception as exc:
-            if http_status(exc) == 404:
-                log.warning("order %s was not placed", coid)
-                self.on_loop(self.position.release, coid)
-            else:
-                log.error("order %s state unknown (%s); kept as pending", coid, exc)
-            return None
-        self.on_loop(self.position.set_order_id, coid, order.id)
-        return order.id
-
-    def cancel(self, coid: str, order_id: str) -> None:
-        """The simulated IOC's second half. Refused because filled is normal;
-        a 429 or 5xx is retried, backing off, in this thread."""
-        for attempt in range(CANCEL_TRIES):
-            try:
-                self.rest.cancel_order(order_id)
-                log.debug("cancel sent for %s", coid)
-                return
-            except Exception as exc:
-                if http_status(exc) in (404, 422):
-                    log.info("cancel of %s not needed (%s)", coid, exc)
-                    return
-                if attempt + 1 < CANCEL_TRIES and not self.stopping:
-                    log.warning("cancel of %s failed (%s); retrying", coid, exc)
-                    time.sleep(0.25 * 2 ** attempt)
-                    continue
-                log.warning("cancel of %s failed (%s); it stays tracked and is "
-                            "cancelled again at shutdown", coid, exc)
-                return
-
-    async def rest_call(self, fn: Callable, *args, **kwargs):
-        """Run a REST call (or one of the methods above) in the REST thread."""
-        return await self.loop.run_in_executor(
-            self.rest_thread, functools.partial(fn, *args, **kwargs))
+        coid = self.desk.send(symbol, intent.side, LOT, intent.limit_cents)
+        # Logged once the order is on the wire: writing the line first would delay it.
+        asyncio.get_running_loop().call_soon(
+            log.info, "%s %d %s @ %s (level %d, %s) [%s]", intent.side.upper(), LOT, symbol,
+            dollars(intent.limit_cents), inst.quote.level_changes, intent.reason, coid)
 
     # -- start-up --------------------------------------------------------------
+    async def rest_call(self, what: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """A start-up REST call: transient faults (no answer, 5xx, 429) are
+        retried with backoff, then end the run with a clear message; refused
+        keys end it at once; other 4xx go to the caller."""
+        for attempt in range(STARTUP_TRIES):
+            try:
+                return await self.rest_thread.call(fn, *args, **kwargs)
+            except Exception as exc:
+                status = http_status(exc)
+                if status in (401, 403):
+                    raise FatalError(
+                        f"Alpaca refused the API keys (HTTP {status}) at {self.cfg.base_url}: "
+                        "check APCA_API_KEY_ID and APCA_API_SECRET_KEY (paper and live "
+                        "keys differ)") from None
+                if not transient(exc):
+                    raise
+                if attempt + 1 == STARTUP_TRIES:
+                    raise FatalError(f"cannot {what} at {self.cfg.base_url}: {describe(exc)} "
+                                     f"({STARTUP_TRIES} tries)") from None
+                delay = backoff_s(attempt)
+                log.warning("could not %s (%s); retrying in %.1f s", what, describe(exc), delay)
+                await asyncio.sleep(delay)
+
     async def check_account(self) -> None:
         """One REST call proves the keys before any stream opens."""
         try:
-            acct = await self.rest_call(self.rest.get_account)
-        except Exception as exc:
-            status = http_status(exc)
-            if status in (401, 403):
-                raise FatalError(f"Alpaca refused the API keys (HTTP {status}) at "
-                                 f"{self.cfg.base_url}: check APCA_API_KEY_ID and "
-                                 "APCA_API_SECRET_KEY (paper and live keys differ)") from None
-            raise FatalError(f"cannot read the account at {self.cfg.base_url}: {exc}") from None
+            acct = await self.rest_call("read the account", self.rest.get_account)
+        except APIError as exc:
+            raise FatalError(f"cannot read the account: {describe(exc)}") from None
         raw = acct._raw
         for flag in ("trading_blocked", "account_blocked", "trade_suspended_by_user"):
             if raw.get(flag):
@@ -751,10 +1233,10 @@ class TickTaker:
             if name in raw:
                 log.info("account %s: %s", name, raw[name])
 
-    async def wait_for_open(self, stop: asyncio.Event) -> bool:
+    async def wait_for_open(self) -> bool:
         """Wait until the market is open (the clock endpoint); False if stopped."""
         while True:
-            clock = await self.rest_call(self.rest.get_clock)
+            clock = await self.rest_call("read the market clock", self.rest.get_clock)
             if clock.is_open:
                 self.close_at = clock.next_close.timestamp()
                 return True
@@ -762,51 +1244,76 @@ class TickTaker:
             log.info("market closed: waiting %.0f s for the open at %s (Ctrl+C to stop)",
                      max(wait, 0), clock.next_open)
             try:
-                await asyncio.wait_for(stop.wait(), min(max(wait, 0.5), 300))
+                await asyncio.wait_for(self.stop.wait(), min(max(wait, 0.5), 300))
                 return False
             except asyncio.TimeoutError:
                 pass
 
     async def adopt_account_state(self) -> None:
         """A restart: cancel the open orders of earlier runs of this bot, report
-        anyone else's, and count the shares already held toward --quantity."""
-        symbol = self.cfg.symbol
-        for o in await self.rest_call(self.rest.list_orders, status="open", limit=500,
-                                      symbols=[symbol]):
+        anyone else's, then count the shares already held toward --quantity."""
+        symbols = list(self.cfg.symbols)
+        for o in await self.rest_call("list open orders", self.rest.list_orders,
+                                      status="open", limit=500, symbols=symbols):
             if o.client_order_id.startswith(CLIENT_ID_PREFIX):
                 log.warning("cancelling %s, an open order of an earlier run", o.client_order_id)
-                await self.rest_call(self.cancel, o.client_order_id, o.id)
+                await self.desk.cancel_stale(o.id, o.client_order_id)
             else:
                 log.warning("open order %s (%s %s %s) is not this bot's: left alone",
-                            o.client_order_id, o.side, o.qty, symbol)
-        try:
-            held = int(Decimal((await self.rest_call(self.rest.get_position, symbol)).qty))
-        except Exception as exc:
-            if http_status(exc) != 404:                   # 404: no position
-                raise FatalError(f"cannot read the position in {symbol}: {exc}") from None
-            held = 0
-        if held:
-            log.warning("the account already holds %+d %s: counted toward --quantity %d; "
-                        "the bot sells only shares it buys in this run",
-                        held, symbol, self.cfg.quantity)
-        self.position.preexisting = max(held, 0)
+                            o.client_order_id, o.side, o.qty, o.symbol)
+        for symbol, inst in self.instruments.items():
+            try:
+                held = int(Decimal((await self.rest_call(
+                    f"read the position in {symbol}", self.rest.get_position, symbol)).qty))
+            except APIError as exc:
+                if exc.status_code != 404:                   # 404: no position
+                    raise FatalError(f"cannot read the position in {symbol}: "
+                                     f"{describe(exc)}") from None
+                held = 0
+            if held:
+                log.warning("the account already holds %+d %s: counted toward --quantity %d; "
+                            "the bot sells only shares it buys in this run",
+                            held, symbol, self.cfg.quantity)
+            inst.position.preexisting = max(held, 0)
+
+    async def open_stream(self, stream: Any) -> None:
+        """The first connection: transient faults retried a few times; refused
+        keys, plan limits and another program's connection (406) are fatal."""
+        for attempt in range(STARTUP_TRIES):
+            try:
+                return await stream.open()
+            except ConnectionLimit as exc:
+                raise FatalError(str(exc)) from None
+            except StreamError as exc:
+                if attempt + 1 == STARTUP_TRIES:
+                    raise FatalError(f"{exc} ({STARTUP_TRIES} tries)") from None
+                delay = backoff_s(attempt)
+                log.warning("%s; retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
 
     # -- streams: run, reconnect, watch -----------------------------------------
-    async def keep_streaming(self, stream, name: str, on_down: Callable,
-                             on_up: Callable) -> None:
-        """Run a stream; when it drops, reconnect with backoff and resubscribe."""
+    async def keep_streaming(self, stream: Any, on_down: Callable,
+                             on_up: Callable[[], Awaitable]) -> None:
+        """Run a stream; when it drops, reconnect with backoff and resubscribe.
+        The backoff restarts only once a connection has stayed up STABLE_S."""
+        name = stream.what
+        attempt = 0
         while True:
+            up_at = time.monotonic()
             try:
                 await stream.run()
                 reason = "closed by the server"
             except websockets.ConnectionClosed as exc:
                 reason = str(exc)
-            if self.stopping:
+            if self.stop.is_set() or self.desk.stopping:
                 return
             on_down()
+            if time.monotonic() - up_at >= STABLE_S:
+                attempt = 0
             log.warning("the %s dropped (%s); reconnecting", name, reason)
-            for attempt in itertools.count():
+            while True:
                 delay = backoff_s(attempt)
+                attempt += 1
                 await asyncio.sleep(delay)
                 try:
                     await stream.open()            # FatalError (refused keys) ends the run
@@ -817,7 +1324,8 @@ class TickTaker:
             await on_up()
 
     def data_down(self) -> None:
-        self.quote.disarm()
+        for inst in self.instruments.values():
+            inst.quote.disarm()
         log.warning("level disarmed until a fresh one-cent level change")
 
     async def data_up(self) -> None:
@@ -829,7 +1337,7 @@ class TickTaker:
 
     async def trading_up(self) -> None:
         """Fills may have happened while the stream was down: ask for them."""
-        await self.reconcile(final=False)
+        await self.desk.reconcile()
         self.trading_live = True
 
     async def watchdog(self) -> None:
@@ -842,11 +1350,12 @@ class TickTaker:
                 warned = False
             elif not warned:
                 warned = True
-                self.quote.disarm()
+                for inst in self.instruments.values():
+                    inst.quote.disarm()
                 log.warning("no market data for %.0f s: level disarmed until a fresh "
                             "one-cent level change", quiet)
 
-    async def close_watch(self, stop: asyncio.Event) -> None:
+    async def close_watch(self) -> None:
         """Stop new orders close_buffer_min before the close; flatten if asked;
         stop at the close."""
         if self.close_at is None:
@@ -855,50 +1364,71 @@ class TickTaker:
         self.closing = True
         log.info("%g minutes to the close: no new orders", self.cfg.close_buffer_min)
         if self.cfg.flatten_at_close:
-            await self.flatten()
+            self.flatten()
         await asyncio.sleep(max(0.0, self.close_at - time.time()))
         log.info("the market closed: stopping")
-        stop.set()
+        self.stop.set()
 
-    async def flatten(self) -> None:
+    def flatten(self) -> None:
         """Sell, at market, the shares this run bought and still holds."""
-        qty = self.position.held - self.position.pending_sells
-        if qty <= 0:
-            return
-        coid = f"{CLIENT_ID_PREFIX}{self.run_id}-{next(self._seq)}"
-        self.position.register(coid, "sell", qty)
-        log.info("FLATTEN: SELL %d %s at market [%s]", qty, self.cfg.symbol, coid)
-        await self.rest_call(self.submit, coid, "sell", qty, None)
+        for symbol, inst in self.instruments.items():
+            qty = inst.position.held - inst.position.pending_sells
+            if qty > 0:
+                coid = self.desk.send(symbol, "sell", qty, None, budgeted=False)
+                log.info("FLATTEN: SELL %d %s at market [%s]", qty, symbol, coid)
 
     # -- run and shutdown ----------------------------------------------------
-    async def run(self, stop: asyncio.Event) -> int:
-        """Trade until `stop` is set (Ctrl+C, the close) or a fatal error;
-        return the exit code."""
+    async def start(self) -> bool:
+        """Everything before trading; False if stopped while waiting."""
         await self.check_account()
-        if not await self.wait_for_open(stop):
-            self.log_summary()
-            return 0
+        if not await self.wait_for_open():
+            return False
+        await self.desk.open()
         await self.adopt_account_state()
         try:
-            await self.trading.open()
-            await self.data.open()
-        except (FatalError, StreamError) as exc:
+            await self.open_stream(self.trading)
+            await self.open_stream(self.data)
+        except FatalError:
             await self.trading.close()
             await self.data.close()
-            raise FatalError(str(exc)) from None
+            raise
         self.trading_live = True
+        return True
+
+    async def run(self) -> int:
+        """Trade until `stop` is set (Ctrl+C, the close) or a fatal error;
+        return the exit code."""
+        starting = asyncio.create_task(self.start())
+        stopper = asyncio.create_task(self.stop.wait())
+        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():                      # Ctrl+C during start-up
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            return await self.shutdown(set(), None, EXIT_OK)
+        if (exc := starting.exception()) is not None:
+            stopper.cancel()
+            await self.desk.close()
+            if isinstance(exc, FatalError):
+                raise exc
+            raise FatalError(f"start-up failed: {describe(exc)}") from None
+        if not starting.result():
+            return await self.shutdown({stopper}, None, EXIT_OK)
+        # What start-up imported and built lives for the whole run: the garbage
+        # collector need not rescan it (a full pass over the SDK's imports,
+        # pandas and numpy among them, would stall the loop for tens of ms).
+        gc.collect()
+        gc.freeze()
         trading = asyncio.create_task(self.keep_streaming(
-            self.trading, "trading stream", self.trading_down, self.trading_up))
+            self.trading, self.trading_down, self.trading_up))
         tasks = {
-            trading,
-            asyncio.create_task(self.keep_streaming(
-                self.data, "market-data stream", self.data_down, self.data_up)),
+            asyncio.create_task(self.keep_streaming(self.data, self.data_down, self.data_up)),
             asyncio.create_task(self.watchdog()),
-            asyncio.create_task(self.close_watch(stop)),
+            asyncio.create_task(self.close_watch()),
+            asyncio.create_task(self.desk.keep_warm()),
         }
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        code = 0
+        done, _ = await asyncio.wait({stopper, trading, *tasks},
+                                     return_when=asyncio.FIRST_COMPLETED)
+        code = EXIT_OK
         for task in done - {stopper}:
             if not task.cancelled() and task.exception() is not None:
                 exc = task.exception()
@@ -906,75 +1436,42 @@ class TickTaker:
                     log.error("%s", exc)
                 else:
                     log.error("stopping on an unexpected error: %r", exc)
-                code = 1
-        await self.shutdown(tasks - {trading} | {stopper}, trading)
-        return code
+                code = EXIT_FATAL
+        return await self.shutdown(tasks | {stopper}, trading, code)
 
-    async def shutdown(self, tasks: set, trading: asyncio.Task) -> None:
-        """Stop trading, cancel this run's open orders, wait for their final
-        updates (the trading stream stays up for them), print the summary."""
-        self.stopping = True
+    async def shutdown(self, tasks: set, trading: Optional[asyncio.Task], code: int) -> int:
+        """Stop trading, cancel this run's open orders until each is terminal
+        (the trading stream stays up for their final updates), print the
+        summary; orders still open at the deadline make the exit non-zero."""
+        self.stop.set()
         log.info("stopping: no new orders; cancelling this run's open orders")
         for task in tasks:
             task.cancel()
         await self.data.close()
-        # Let the order in flight finish its submit+cancel; queued ones are
-        # dropped (place_order sees `stopping`). One thread, in order: the
-        # last order's future done means all are.
-        deadline = time.monotonic() + SHUTDOWN_WAIT_S
-        if self.last_order is not None:
-            try:
-                await asyncio.wait_for(asyncio.wrap_future(self.last_order), SHUTDOWN_WAIT_S)
-            except asyncio.TimeoutError:
-                log.warning("an order call is still running; cancelling what we know of")
-        await asyncio.sleep(0)              # apply what the REST thread handed back
-        await self.cancel_open_orders()
-        # Wait briefly for the final updates of what we cancelled, then ask REST.
-        while (self.position.orders and self.trading.ws is not None
-               and not self.trading.ws.closed and time.monotonic() < deadline + SHUTDOWN_WAIT_S):
-            await asyncio.sleep(0.02)
-        await self.reconcile(final=True)
-        trading.cancel()
+        still_open = await self.desk.shutdown()
+        if trading is not None:
+            trading.cancel()
         await self.trading.close()
-        self.rest_thread.shutdown(wait=False, cancel_futures=True)
+        await self.desk.close()
         self.log_summary()
-
-    async def cancel_open_orders(self) -> None:
-        for coid, order in list(self.position.orders.items()):
-            order_id = order.order_id or await self.rest_call(self.recover_unknown, coid)
-            if order_id is not None:
-                await self.rest_call(self.cancel, coid, order_id)
-
-    async def reconcile(self, final: bool) -> None:
-        """Apply the current state of every order still in flight, as REST
-        reports it: fills missed while the trading stream was down count once
-        (cumulative filled_qty), terminal orders are released."""
-        for coid in list(self.position.orders):
-            try:
-                o = await asyncio.wait_for(
-                    self.rest_call(self.rest.get_order_by_client_order_id, coid),
-                    REST_TIMEOUT_S)
-            except Exception as exc:
-                log.warning("could not read the state of %s: %s", coid, exc)
-                continue
-            event = {"filled": "fill", "partially_filled": "partial_fill"}.get(o.status, o.status)
-            self.on_trade_update({"event": event, "order": o._raw})
-            if final and coid in self.position.orders:
-                log.warning("order %s is still %s at exit", coid, o.status)
+        if still_open:
+            log.error("%d order(s) of this run may still be open at Alpaca: %s; check "
+                      "them in your dashboard", len(still_open), ", ".join(still_open))
+            return code or EXIT_ORDERS_OPEN
+        return code
 
     def log_summary(self) -> None:
-        p, q = self.position, self.quote
-        log.info("market %s: %d level changes, %d armed", self.cfg.symbol, q.level_changes,
-                 q.armed_levels)
-        log.info("SUMMARY %s: orders sent %d, bought %d, sold %d, position %+d shares, "
-                 "realized P&L %s$%s", self.cfg.symbol, p.orders_sent, p.bought, p.sold,
-                 p.held, "-" if p.realized_cents < 0 else "+",
-                 dollars(abs(p.realized_cents)))
-        if p.preexisting:
-            log.info("shares held before this run, untouched: %d", p.preexisting)
-        if p.orders:
-            log.warning("%d order(s) of this run may still be open: %s",
-                        len(p.orders), ", ".join(p.orders))
+        for symbol, inst in self.instruments.items():
+            p, q = inst.position, inst.quote
+            log.info("market %s: %d level changes, %d armed", symbol, q.level_changes,
+                     q.armed_levels)
+            log.info("SUMMARY %s: orders sent %d, bought %d, sold %d, position %+d shares, "
+                     "realized P&L %s$%s", symbol, p.orders_sent, p.bought, p.sold,
+                     p.held, "-" if p.realized_cents < 0 else "+",
+                     dollars(abs(p.realized_cents)))
+            if p.preexisting:
+                log.info("shares of %s held before this run, untouched: %d", symbol,
+                         p.preexisting)
 
 
 # --------------------------------------------------------------------------
@@ -1036,7 +1533,7 @@ def make_config(args: argparse.Namespace) -> Config:
     for name, url in (("base URL", base), ("data URL", data)):
         if not re.match(r"^(http|ws)s?://", url):
             raise FatalError(f"the {name} {url!r} must start with http(s):// or ws(s)://")
-    return Config(args.symbol, args.quantity, key_id, secret, base.rstrip("/"),
+    return Config((args.symbol,), args.quantity, key_id, secret, base.rstrip("/"),
                   data.rstrip("/"), args.feed, args.stale_seconds, args.stop_before_close,
                   args.flatten_at_close, args.rest_rate)
 
@@ -1067,8 +1564,8 @@ async def amain(cfg: Config) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig.name)
     limiter = RateLimiter(cfg.rest_rate)
-    bot = TickTaker(cfg, make_rest(cfg, limiter), limiter)
-    return await bot.run(stop)
+    bot = TickTaker(cfg, make_rest(cfg, limiter), limiter, stop)
+    return await bot.run()
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -1079,11 +1576,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         cfg = make_config(args)
     except FatalError as exc:
         log.error("%s", exc)
-        return 2
+        return EXIT_USAGE
     kind = endpoint_kind(cfg.base_url)
     log.log(logging.WARNING if kind == "LIVE" else logging.INFO,
             "endpoint: %s trading at %s", kind, cfg.base_url)
-    log.info("trading %s, at most %d shares, feed %s", cfg.symbol, cfg.quantity, cfg.feed)
+    log.info("trading %s, at most %d shares, feed %s", ",".join(cfg.symbols), cfg.quantity,
+             cfg.feed)
     if cfg.feed == "iex":
         log.warning("feed iex: quotes are IEX's alone, not the consolidated (SIP) quote "
                     "the signal assumes; sizes and levels will differ from the NBBO")
@@ -1091,7 +1589,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return asyncio.run(amain(cfg))
     except FatalError as exc:
         log.error("%s", exc)
-        return 1
+        return EXIT_FATAL
     except KeyboardInterrupt:           # Ctrl+C before the signal handlers were set
         return 130
 

@@ -62,6 +62,7 @@ FEEDS = "iex|sip|test|delayed_sip"
 OPEN_STATES = {"new", "accepted", "pending_new", "partially_filled"}
 WAIT_S = 10.0
 MS_NS = 1_000_000
+DROP = 0                      # a Fault status: cut the connection, answer nothing
 
 
 def rfc3339(ns: int) -> str:
@@ -99,9 +100,11 @@ class FillPolicy:
 @dataclass
 class Fault:
     """A forced answer for one route: status (and message), `times` times."""
-    status: int
+    status: int                       # or DROP: no answer, the connection is cut
     message: str
     times: Optional[int] = 1          # None: every time
+    after: bool = False               # True: the request is carried out, *then* the
+                                      # error is answered (an order placed, yet a 5xx)
 
 
 @dataclass
@@ -114,6 +117,9 @@ class Received:
     request_times: list[float] = field(default_factory=list)   # time.monotonic()
     data_connections: int = 0
     trading_connections: int = 0
+    data_connection_times: list[float] = field(default_factory=list)   # time.monotonic()
+    prints: list[tuple[float, str, int]] = field(default_factory=list)  # perf_counter()
+                                      # when each trade was sent, its symbol, price (cents)
 
 
 class FakeAlpaca:
@@ -137,6 +143,10 @@ class FakeAlpaca:
         self.received = Received()
         self.subscriptions: dict[str, set[str]] = {"trades": set(), "quotes": set()}
         self.listening = False
+        self.cut_handshakes = {"data": 0, "trading": 0}   # close at the next N sign-ins
+        self.drop_after_subscribe = 0     # close the next N data sockets once subscribed
+        self.listen_delay_s = 0.0         # acknowledge `listen` this late
+        self.peak_position: dict[str, int] = {}           # the most ever held, per symbol
         self._data_ws: set[tuple[web.WebSocketResponse, bool]] = set()
         self._trading_ws: set[web.WebSocketResponse] = set()
         self._changed = threading.Condition()
@@ -237,19 +247,24 @@ class FakeAlpaca:
                               or headers.get("APCA-API-SECRET-KEY") != self.secret_key):
             return error_body(401, "request is not authorized", 40110000)
         fault = self.faults.get(key)      # a websocket handshake can be refused too
-        if fault is not None:
-            if fault.times is not None:
-                fault.times -= 1
-                if fault.times <= 0:
-                    del self.faults[key]
-            self._notify()
-            if fault.status == 429:
-                resp = error_body(429, fault.message, 42910000)
-                resp.headers.update({"X-RateLimit-Limit": "200", "X-RateLimit-Remaining": "0",
-                                     "X-RateLimit-Reset": str(round(time.time() + self.rate_reset_s))})
-                return resp
-            return error_body(fault.status, fault.message)
-        return await handler(request)
+        if fault is None:
+            return await handler(request)
+        if fault.times is not None:
+            fault.times -= 1
+            if fault.times <= 0:
+                del self.faults[key]
+        self._notify()
+        if fault.after:
+            await handler(request)        # done, whatever the client is told
+        if fault.status == DROP:
+            request.transport.close()     # no answer at all: the connection is cut
+            return web.Response(status=500)
+        if fault.status == 429:
+            resp = error_body(429, fault.message, 42910000)
+            resp.headers.update({"X-RateLimit-Limit": "200", "X-RateLimit-Remaining": "0",
+                                 "X-RateLimit-Reset": str(round(time.time() + self.rate_reset_s))})
+            return resp
+        return error_body(fault.status, fault.message)
 
     # ------------------------------------------------------------------ REST
     async def get_account(self, request: web.Request) -> web.Response:
@@ -363,6 +378,8 @@ class FakeAlpaca:
             elif pos[0]:
                 pos[1] -= pos[1] * shares / pos[0]
             pos[0] += signed
+            self.peak_position[order["symbol"]] = max(
+                self.peak_position.get(order["symbol"], 0), pos[0])
             await self._events(order, "fill" if done else "partial_fill",
                                price=money(price), qty=str(shares), position_qty=str(pos[0]),
                                execution_id=str(uuid.uuid4()))
@@ -451,7 +468,10 @@ class FakeAlpaca:
                     break
                 req = json.loads(msg.data)
                 action = req.get("action")
-                if action in ("auth", "authenticate"):
+                if action in ("auth", "authenticate") and self.cut_handshakes["trading"]:
+                    self.cut_handshakes["trading"] -= 1
+                    await ws.close()              # gone in the middle of the sign-in
+                elif action in ("auth", "authenticate"):
                     data = req.get("data") or {}
                     key = req.get("key") or data.get("key_id")
                     secret = req.get("secret") or data.get("secret_key")
@@ -468,6 +488,8 @@ class FakeAlpaca:
                             "status": "unauthorized", "action": "listen"}}).encode())
                         continue
                     streams = [s for s in req["data"]["streams"] if s == "trade_updates"]
+                    if self.listen_delay_s:
+                        await asyncio.sleep(self.listen_delay_s)
                     if streams:
                         self._trading_ws.add(ws)
                         self.listening = True
@@ -504,6 +526,7 @@ class FakeAlpaca:
         packed = request.headers.get("Content-Type", "") == "application/msgpack"
         conn = (ws, packed)
         self.received.data_connections += 1
+        self.received.data_connection_times.append(time.monotonic())
         self._notify()
         send = sender(ws, packed)
         await send([{"T": "success", "msg": "connected"}])
@@ -522,7 +545,10 @@ class FakeAlpaca:
                     break
                 req = msgpack.unpackb(msg.data) if msg.type == WSMsgType.BINARY else json.loads(msg.data)
                 action = req.get("action")
-                if action == "auth":
+                if action == "auth" and self.cut_handshakes["data"]:
+                    self.cut_handshakes["data"] -= 1
+                    await ws.close()              # gone in the middle of the sign-in
+                elif action == "auth":
                     if authed:
                         await send([{"T": "error", "code": 403, "msg": "already authenticated"}])
                     elif self.data_auth_error:
@@ -552,6 +578,9 @@ class FakeAlpaca:
                                  "quotes": sorted(self.subscriptions["quotes"]), "bars": [],
                                  "updatedBars": [], "dailyBars": [], "statuses": [],
                                  "lulds": [], "corrections": trades, "cancelErrors": trades}])
+                    if self.drop_after_subscribe:
+                        self.drop_after_subscribe -= 1
+                        await ws.close()          # up, then gone at once
                     self._notify()
                 else:
                     await send([{"T": "error", "code": 400, "msg": "invalid syntax"}])
@@ -571,6 +600,8 @@ class FakeAlpaca:
             if not ws.closed:
                 await sender(ws, packed)(wanted)
         self.data_sent_at = time.perf_counter()
+        self.received.prints.extend((self.data_sent_at, m["S"], round(m["p"] * 100))
+                                    for m in wanted if m["T"] == "t")
 
     async def send_raw(self, frames: list[str]) -> float:
         """Send pre-encoded JSON frames to every client as fast as it takes them;
@@ -691,9 +722,24 @@ class FakeAlpaca:
         return [o for o in self.orders.values() if o["status"] in OPEN_STATES]
 
     def force(self, method: str, route: str, status: int, message: str = "forced error",
-              times: Optional[int] = 1) -> None:
-        """Answer `method route` (e.g. "POST", "/v2/orders") with `status`."""
-        self.faults[(method, route)] = Fault(status, message, times)
+              times: Optional[int] = 1, after: bool = False) -> None:
+        """Answer `method route` (e.g. "POST", "/v2/orders") with `status`; with
+        `after`, carry the request out first (an order placed, then a 5xx)."""
+        self.faults[(method, route)] = Fault(status, message, times, after)
+
+    def send_garbage(self, stream: str, text: str = "<html>502 Bad Gateway</html>") -> None:
+        """One frame that is not JSON, on the "data" or the "trading" stream."""
+        sockets = ([ws for ws, _ in self._data_ws] if stream == "data"
+                   else list(self._trading_ws))
+        self.call(self._send_text, sockets, text)
+
+    async def _send_text(self, sockets: list, text: str) -> None:
+        for ws in sockets:
+            await ws.send_str(text)
+
+    def open_orders_of_run(self, prefix: str = "tick-taker-") -> list[dict]:
+        """Open orders the bot placed (its client ids start with `prefix`)."""
+        return [o for o in self.open_orders() if o["client_order_id"].startswith(prefix)]
 
     def send_update(self, order: dict, event: str, **extra: str) -> None:
         """Send a trade update by hand (e.g. for an order the bot never placed)."""

@@ -55,9 +55,9 @@ def analyse(tape: Tape) -> RuleCounts:
         if kind == "q":
             quote.on_quote(v[0] // 100, v[1] // 100, v[2], v[3], t)
         elif v[0] % 100 == 0:                         # sub-penny prints are never at bid/ask
-            intent = tt.decide(quote, room, v[0] // 100, v[1], t)
+            intent = tt.follow(quote, room, v[0] // 100, v[1], t, trading=True,
+                               reserve=lambda: True)
             if intent is not None:
-                quote.disarm()
                 counts.signals[intent.side].append((t, intent.limit_cents))
     counts.level_changes, counts.armed_levels = quote.level_changes, quote.armed_levels
     return counts

@@ -72,6 +72,36 @@ def assert_clean(out: str) -> None:
     assert SECRET_KEY not in out
 
 
+PROMPT_S = 1.0          # no order reaches Alpaca more than this after its triggering print
+
+
+def assert_prompt(fake: FakeAlpaca) -> None:
+    """Every limit order reached the fake within PROMPT_S of a print of its
+    symbol at its limit price (the print that triggered it): none queued or late."""
+    prints = fake.received.prints
+    for order, arrived in zip(fake.received.orders, fake.received.order_times):
+        if order.get("type") != "limit":
+            continue                                  # flatten: not a signal's order
+        cents = limit_cents(order)
+        assert any(sym == order["symbol"] and price == cents and 0 <= arrived - sent <= PROMPT_S
+                   for sent, sym, price in prints), (order, arrived, prints[-5:])
+
+
+def assert_in_step(fake: FakeAlpaca, out: str, code: int, quantity: int = 500,
+                   symbol: str = SYMBOL, held_before: int = 0) -> dict:
+    """After any fault: the bot's position equals the fake's, no order of the run
+    is open at the fake when the bot exited 0, the fake never held more than
+    --quantity, and no order was sent late. Returns the bot's summary."""
+    s = summary(out)
+    assert s["position"] + held_before == fake.position_qty(symbol), out
+    if code == 0:
+        assert fake.open_orders_of_run() == [], out
+    assert fake.peak_position.get(symbol, 0) <= quantity
+    assert_prompt(fake)
+    assert_clean(out)
+    return s
+
+
 # --------------------------------------------------------------- scenarios
 def arm(fake: FakeAlpaca, bid: int, t: float, bid_size: int = 900, ask_size: int = 300,
         up: bool = True, symbol: str = SYMBOL) -> float:

@@ -1,12 +1,13 @@
 """Property-based test: random interleavings of quotes, trades, fills, partial
-fills, cancels, refusals, repeated updates and reconnects, against a model
-broker; the STRATEGY.md invariants must hold after every event.
+fills, cancels (accepted or refused), submits answered well, refused, with a
+5xx after the order was placed, late or never, look-ups, repeated updates and
+reconnects, against a model broker; the invariants of the README's "The
+strategy" must hold after every event.
 
-The bot's pure parts (Quote, Position, decide) are driven exactly as
-TickTaker drives them: no order while the trading stream is down, an attempt
-disarms the level, a refused send releases at once, a data reconnect
-disarms, a trading reconnect reconciles every order in flight from the
-broker's state.
+The bot's pure parts are driven as the bot drives them: every print through
+`follow()` (no order while the trading stream is down, the budget booked, an
+attempt disarms), every answer through the Position's order-life methods
+(`refused`, `unknown`, `not_found`, `on_update`), as the order desk calls them.
 """
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 import tick_taker as tt
 
 EVENTS_FOR = {"filled": "fill", "partially_filled": "partial_fill"}
+OPEN = ("new", "partially_filled")
+# What a submit's answer turns out to be: the bot sees the first part, the broker
+# the second ("late": created later, within the in-flight window, or never).
+SUBMITS = ["ok", "ok", "ok", "refused", "placed_5xx", "late", "lost"]
 
 
 class BotAgainstBroker(RuleBasedStateMachine):
@@ -29,10 +34,12 @@ class BotAgainstBroker(RuleBasedStateMachine):
         self.quote = tt.Quote()
         self.position = tt.Position(quantity, preexisting)
         self.broker: dict[str, dict] = {}       # coid -> side, qty, filled, status
+        self.late: dict[str, float] = {}        # coid -> when it was sent (not yet created)
         self.seen: list[tuple] = []             # updates delivered, for repeats
         self.stream_up = True
         self.synced = True                      # no update lost since the last reconcile
-        self.t = 0
+        self.now = 0.0                          # monotonic seconds
+        self.t = 0                              # exchange ns
         self.bid = 1000
         self.n = 0
 
@@ -46,45 +53,72 @@ class BotAgainstBroker(RuleBasedStateMachine):
         self.quote.on_quote(self.bid, self.bid + spread, bid_size, ask_size, self.t)
 
     @rule(where=st.sampled_from(["bid", "ask", "inside"]), size=st.sampled_from([50, 100, 300]),
-          after_ms=st.sampled_from([10, 60]), refused=st.booleans())
-    def trade_prints(self, where: str, size: int, after_ms: int, refused: bool) -> None:
+          after_ms=st.sampled_from([10, 60]), submit=st.sampled_from(SUBMITS),
+          budget=st.booleans())
+    def trade_prints(self, where: str, size: int, after_ms: int, submit: str,
+                     budget: bool = True) -> None:
         self.t += after_ms * 1_000_000
         q = self.quote
         price = {"bid": q.bid, "ask": q.ask, "inside": q.bid + 1}[where] if q.bid else 0
-        if not self.stream_up:                  # TickTaker: no order while state is stale
-            return
-        intent = tt.decide(q, self.position, price, size, self.t)
+        was_armed = q.armed
+        intent = tt.follow(q, self.position, price, size, self.t, trading=self.stream_up,
+                           reserve=lambda: budget)
         if intent is None:
+            assert q.armed == was_armed          # no attempt: the level stays as it was
             return
-        q.disarm()
         self.n += 1
         coid = f"o{self.n}"
-        self.position.register(coid, intent.side)
-        if refused:                             # the POST failed: never at the broker
-            self.position.release(coid)
-        else:
-            self.broker[coid] = {"side": intent.side, "qty": tt.LOT, "filled": 0, "status": "new"}
+        self.position.register(coid, intent.side, tt.LOT, self.now)
+        if submit == "refused":                 # 4xx: never at the broker
+            self.position.refused(coid)
+            return
+        if submit in ("ok", "placed_5xx"):
+            self.broker[coid] = {"side": intent.side, "qty": tt.LOT, "filled": 0,
+                                 "status": "new", "id": f"id-{coid}"}
+        if submit == "late":
+            self.late[coid] = self.now
+        if submit == "ok":
+            self.position.on_update(coid, "new", 0, Decimal(0), f"id-{coid}")
+        else:                                   # 5xx, timeout, connection lost
+            self.position.unknown(coid)
 
-    @rule(side=st.sampled_from(["buy", "sell"]), refused=st.booleans())
-    def signal_forms(self, side: str, refused: bool) -> None:
+    @rule(side=st.sampled_from(["buy", "sell"]), submit=st.sampled_from(SUBMITS))
+    def signal_forms(self, side: str, submit: str) -> None:
         """A one-cent move with a lopsided book, then a lot printing on its side."""
         if side == "buy":
             self.quote_arrives(1, 1, 900, 300)
         else:
             self.quote_arrives(-1, 1, 300, 900)
-        self.trade_prints("ask" if side == "buy" else "bid", 100, 60, refused)
+        self.trade_prints("ask" if side == "buy" else "bid", 100, 60, submit)
+
+    @rule(seconds=st.sampled_from([0.5, 2.0, 6.0]))
+    def time_passes(self, seconds: float) -> None:
+        self.now += seconds
+        for coid, sent in list(self.late.items()):   # past the window: never created
+            if self.now - sent > tt.IN_FLIGHT_S:
+                del self.late[coid]
+
+    @precondition(lambda self: self.late)
+    @rule(data=st.data())
+    def late_submit_lands(self, data) -> None:
+        coid = data.draw(st.sampled_from(sorted(self.late)))
+        del self.late[coid]
+        side = self.position.orders[coid].side          # tracked: see the invariants
+        self.broker[coid] = {"side": side, "qty": tt.LOT, "filled": 0, "status": "new",
+                             "id": f"id-{coid}"}
 
     # -- the broker ------------------------------------------------------
     def deliver(self, coid: str, event: str) -> None:
-        update = (coid, event, self.broker[coid]["filled"])
+        order = self.broker[coid]
+        update = (coid, event, order["filled"], order["id"])
         if self.stream_up:
             self.seen.append(update)
-            self.position.on_update(coid, event, update[2], Decimal(1000))
+            self.position.on_update(coid, event, order["filled"], Decimal(1000), order["id"])
         else:
             self.synced = False
 
     def open_orders(self) -> list[str]:
-        return [c for c, o in self.broker.items() if o["status"] in ("new", "partially_filled")]
+        return sorted(c for c, o in self.broker.items() if o["status"] in OPEN)
 
     @precondition(lambda self: self.open_orders())
     @rule(data=st.data())
@@ -98,15 +132,38 @@ class BotAgainstBroker(RuleBasedStateMachine):
     @precondition(lambda self: self.open_orders())
     @rule(data=st.data(), event=st.sampled_from(["canceled", "expired", "rejected", "done_for_day"]))
     def order_ends(self, data, event: str) -> None:
+        """A cancel accepted (or the order's day ending): a terminal event."""
         coid = data.draw(st.sampled_from(self.open_orders()))
         self.broker[coid]["status"] = event
         self.deliver(coid, event)
 
+    @precondition(lambda self: self.open_orders())
+    @rule(data=st.data())
+    def cancel_refused(self, data) -> None:
+        """A cancel refused with 429/5xx: the order stays open (and may fill later);
+        the bot keeps it tracked and pending."""
+        coid = data.draw(st.sampled_from(self.open_orders()))
+        assert coid in self.position.orders
+
     @precondition(lambda self: self.seen and self.stream_up)
     @rule(data=st.data())
     def update_repeats(self, data) -> None:
-        coid, event, filled = data.draw(st.sampled_from(self.seen))
-        self.position.on_update(coid, event, filled, Decimal(1000))
+        coid, event, filled, order_id = data.draw(st.sampled_from(self.seen))
+        self.position.on_update(coid, event, filled, Decimal(1000), order_id)
+
+    def look_up(self, coid: str) -> None:
+        """A REST look-up by client_order_id, as the desk applies it."""
+        order = self.broker.get(coid)
+        if order is None:
+            self.position.not_found(coid, self.now)
+        else:
+            event = EVENTS_FOR.get(order["status"], order["status"])
+            self.position.on_update(coid, event, order["filled"], Decimal(1000), order["id"])
+
+    @precondition(lambda self: self.position.orders and self.stream_up)
+    @rule(data=st.data())
+    def desk_looks_an_order_up(self, data) -> None:
+        self.look_up(data.draw(st.sampled_from(sorted(self.position.orders))))
 
     # -- the streams -----------------------------------------------------
     @precondition(lambda self: self.stream_up)
@@ -117,12 +174,10 @@ class BotAgainstBroker(RuleBasedStateMachine):
     @precondition(lambda self: not self.stream_up)
     @rule()
     def trading_stream_reconnects(self) -> None:
-        """TickTaker.reconcile: the broker's state of every order still in flight."""
+        """The desk's reconcile: the broker's state of every order still in flight."""
         self.stream_up = True
         for coid in list(self.position.orders):
-            order = self.broker[coid]
-            event = EVENTS_FOR.get(order["status"], order["status"])
-            self.position.on_update(coid, event, order["filled"], Decimal(1000))
+            self.look_up(coid)
         self.synced = True
 
     @rule()
@@ -139,18 +194,27 @@ class BotAgainstBroker(RuleBasedStateMachine):
         assert p.held - p.pending_sells >= 0
 
     @invariant()
+    def never_over_quantity_at_the_broker(self) -> None:
+        net = sum(o["filled"] if o["side"] == "buy" else -o["filled"]
+                  for o in self.broker.values())
+        assert self.position.preexisting + net <= max(self.position.quantity,
+                                                       self.position.preexisting)
+        assert net >= 0                          # never short
+
+    @invariant()
+    def never_loses_track_of_an_order(self) -> None:
+        """Every order that is open at the broker, or may still be created there,
+        is tracked, its shares pending."""
+        assert set(self.open_orders()) | set(self.late) <= set(self.position.orders)
+
+    @invariant()
     def position_matches_the_broker_when_in_sync(self) -> None:
         if self.synced:
             net = sum(o["filled"] if o["side"] == "buy" else -o["filled"]
                       for o in self.broker.values())
             assert self.position.held == net
 
-    @invariant()
-    def only_open_orders_are_pending(self) -> None:
-        if self.synced:
-            assert set(self.position.orders) <= set(self.open_orders())
 
-
-BotAgainstBroker.TestCase.settings = settings(max_examples=150, stateful_step_count=60,
+BotAgainstBroker.TestCase.settings = settings(max_examples=200, stateful_step_count=60,
                                               deadline=None)
 test_invariants_hold_over_random_interleavings = BotAgainstBroker.TestCase

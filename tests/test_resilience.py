@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 
 from sim.alpaca import FillPolicy, trade
-from tests.helpers import (SYMBOL, at, arm, assert_clean, buy_signal, limit_cents, sell_signal,
+from tests.helpers import (SYMBOL, at, arm, assert_clean, assert_in_step, buy_signal, limit_cents,
+                           sell_signal,
                            sentinel, stop_cleanly, summary)
 
 CANCEL = ("DELETE", "/v2/orders/{id}")
@@ -26,7 +27,7 @@ def test_fill_while_the_trading_stream_is_down_is_counted_once(fake, bot):
     """No lost fills: after the trading stream reconnects, fetch every order of this run
     still in flight and apply what filled while it was down, exactly once."""
     fake.default_policy = FillPolicy(shares=0)            # the order rests ...
-    fake.latency_s[CANCEL] = 1.5                          # ... and its cancel is slow
+    fake.force(*CANCEL, 500, "internal server error", times=None)   # ... uncancellable
     buy_signal(fake, 1000, t=0)
     [placed] = fake.wait_orders(1)
     order = fake.order_by_client_id(placed["client_order_id"])
@@ -34,9 +35,10 @@ def test_fill_while_the_trading_stream_is_down_is_counted_once(fake, bot):
     fake.wait_until(lambda: not fake.listening, "the trading stream to drop")
     fake.fill(order, 100)                                 # nobody hears this fill
     bot.wait_log("the trading stream reconnected")
-    bot.wait_log("FILL BUY 100")
-    s = summary(stop_cleanly(bot))
-    assert (s["bought"], s["position"]) == (100, fake.position_qty(SYMBOL)) == (100, 100)
+    bot.wait_log("FILL BUY 100", timeout=2)               # asked for at once, not later
+    fake.faults.clear()
+    s = assert_in_step(fake, stop_cleanly(bot), 0)
+    assert (s["bought"], s["position"]) == (100, 100)
 
 
 def test_no_order_while_the_trading_stream_is_down(fake, bot):
@@ -157,7 +159,7 @@ def test_rest_calls_never_exceed_the_rate(fake):
     passes the limiter (here 3 per 0.5 s)."""
     import tick_taker as tt
     limiter = tt.RateLimiter(limit=3, window_s=0.5)
-    cfg = tt.Config(SYMBOL, 500, fake.key_id, fake.secret_key, fake.url, fake.url, "iex")
+    cfg = tt.Config((SYMBOL,), 500, fake.key_id, fake.secret_key, fake.url, fake.url, "iex")
     rest = tt.make_rest(cfg, limiter)
     for _ in range(7):
         rest.get_clock()
@@ -200,8 +202,86 @@ def test_silent_feed_is_reported_and_its_level_not_traded(fake, run_bot):
     trade on the stale level."""
     bot = run_bot("--stale-seconds", "0.5", "--debug")
     level_t = arm(fake, 1000, t=0)
-    bot.wait_log("no market data for", after="level 10.00/10.01 armed")
+    bot.wait_log("no market data for", after="level MU 10.00/10.01 armed")
     fake.push(trade(SYMBOL, 1001, 100, at(level_t + 60)))
     assert sentinel(fake, 0) == []
     assert limit_cents(fake.received.orders[0]) == 9001
     stop_cleanly(bot)
+
+
+# ------------------------------------------------- streams that fail mid-way
+def test_stream_closed_during_the_reconnect_handshake_is_retried(fake, bot):
+    """Streams never die of a transient fault: any failure while connecting, signing
+    in or subscribing is retried with backoff."""
+    fake.cut_handshakes = {"data": 2, "trading": 2}
+    fake.drop_trading_stream()
+    fake.drop_data_stream()
+    bot.wait_log("the trading stream reconnected", timeout=15)
+    bot.wait_log("the market-data stream reconnected", timeout=15)
+    assert fake.received.trading_connections >= 4 and fake.received.data_connections >= 4
+    buy_signal(fake, 1000, t=0)
+    bot.wait_log("FILL BUY 100")
+    assert_in_step(fake, stop_cleanly(bot), 0)
+
+
+def test_malformed_frames_are_logged_and_skipped(fake, bot):
+    """A malformed frame is logged and skipped, on either stream."""
+    fake.send_garbage("data")
+    fake.send_garbage("trading")
+    bot.wait_log("malformed trading-stream frame")
+    assert "malformed market-data frame" in bot.output()
+    buy_signal(fake, 1000, t=0)
+    bot.wait_log("FILL BUY 100")
+    out = stop_cleanly(bot)
+    assert fake.received.data_connections == fake.received.trading_connections == 1
+    assert_in_step(fake, out, 0)
+
+
+def test_stream_that_drops_right_after_subscribing_is_not_hammered(fake, bot):
+    """The backoff resets only after a connection has stayed up a while, so a stream
+    that connects and drops at once is not hammered."""
+    fake.drop_after_subscribe = 3
+    fake.drop_data_stream()
+    bot.wait_log("the market-data stream reconnected", timeout=15)
+    fake.wait_until(lambda: fake.received.data_connections >= 5 and fake.subscribed(SYMBOL),
+                    "the fifth connection to stay up", timeout=15)
+    times = fake.received.data_connection_times
+    gaps = [b - a for a, b in zip(times[1:], times[2:])]         # between reconnects
+    assert len(gaps) == 3 and gaps[-1] >= 1.9, gaps              # 0.5-1, 1-2, 2-4 s
+    stop_cleanly(bot)
+
+
+def test_trading_stream_waits_for_listening_before_reconciling(fake, bot):
+    """Wait for the trading stream's `listening` acknowledgement before reconciling."""
+    fake.listen_delay_s = 1.0
+    fake.drop_trading_stream()
+    fake.wait_until(lambda: not fake.listening, "the trading stream to drop")
+    bot.wait_log("the trading stream reconnected")
+    assert fake.listening                       # acknowledged before the bot went on
+    stop_cleanly(bot)
+
+
+# ----------------------------------------------------- start-up REST faults
+def test_transient_errors_at_start_up_are_retried(fake, run_bot):
+    """Start-up and the wait for the open survive transient REST errors (5xx,
+    timeouts): retried with backoff."""
+    fake.force("GET", "/v2/account", 503, "service unavailable")
+    fake.force("GET", "/v2/clock", 500, "internal server error", times=2)
+    fake.force("GET", "/v2/orders", 502, "bad gateway")
+    fake.force("GET", "/v2/positions/{symbol}", 500, "internal server error")
+    bot = run_bot(ready=False)
+    fake.wait_ready(SYMBOL, timeout=20)
+    out = stop_cleanly(bot)
+    assert out.count("retrying in") == 5
+    assert_in_step(fake, out, 0)
+
+
+def test_start_up_error_that_persists_ends_with_a_clear_message(fake, run_bot):
+    """... then a clear fatal message, never a traceback."""
+    fake.force("GET", "/v2/clock", 500, "internal server error", times=None)
+    bot = run_bot(ready=False)
+    assert bot.wait_exit(timeout=20) == 1
+    out = bot.output()
+    assert "cannot read the market clock" in out and "HTTP 500" in out
+    assert_clean(out)
+    assert fake.received.data_connections == fake.received.trading_connections == 0

@@ -51,8 +51,9 @@ def test_constants_match_the_contract():
 def test_prices_become_integer_cents_at_the_edge():
     """All prices are handled as integer cents (convert once: round(price * 100))."""
     got = []
-    cfg = tt.Config("MU", 500, "k", "s", "http://x", "http://x", "iex")
-    stream = tt.DataStream(cfg, lambda *q: got.append(q[:4]), lambda *t: got.append(t[:2]))
+    cfg = tt.Config(("MU",), 500, "k", "s", "http://x", "http://x", "iex")
+    stream = tt.DataStream(cfg, {"MU": lambda *q: got.append(q[:4])}, print,
+                           lambda *t: got.append(t[1:3]))
     stream.dispatch(json.loads(
         '[{"T":"q","S":"MU","bp":10.01,"ap":41.19,"bs":3,"as":4,"t":"2026-03-02T15:04:05Z"},'
         ' {"T":"t","S":"MU","p":0.29,"s":100,"t":"2026-03-02T15:04:05Z"}]'))
@@ -261,12 +262,12 @@ def test_sells_subtract_and_realize_pnl_against_average_cost():
     assert (p.held, p.bought, p.sold, p.realized_cents) == (100, 200, 100, 300)
 
 
-def test_failed_send_releases_pending_at_once():
-    """If sending the order fails, release its pending shares at once."""
+def test_submit_answered_4xx_releases_pending_at_once():
+    """Submit answered 4xx (403, 422, ...): not placed; release its pending shares at once."""
     p = Position(100)
     p.register("b1", "buy")
     assert not p.can_buy()
-    p.release("b1")
+    p.refused("b1")
     assert p.can_buy() and p.orders_sent == 0
 
 
@@ -417,7 +418,7 @@ def test_stream_urls_follow_the_sdk(monkeypatch):
     """An http(s):// stream URL means ws(s)://; data at <stream url>/v2/<feed>, trading
     at <base url>/stream."""
     cfg = config(monkeypatch, ["--feed", "sip"], APCA_API_KEY_ID="PK", APCA_API_SECRET_KEY="s")
-    assert tt.DataStream(cfg, print, print).url == "wss://stream.data.alpaca.markets/v2/sip"
+    assert tt.DataStream(cfg, {}, print, print).url == "wss://stream.data.alpaca.markets/v2/sip"
     assert tt.TradingStream(cfg, print).url == "wss://paper-api.alpaca.markets/stream"
 
 
@@ -447,23 +448,23 @@ def test_shares_held_before_the_run_count_toward_quantity():
 
 
 # ---------------------------------------------------------------- rate limits
-def test_rate_limiter_allows_200_requests_a_minute_counting_both_calls():
-    """The bot never exceeds Alpaca's documented REST rate (count both calls of an
-    attempt): 200 requests a minute."""
+def test_budget_books_submit_and_cancel_at_once_within_200_a_minute():
+    """An order is sent only if the REST rate budget has room for its submit *and*
+    its cancel right now, counting requests already reserved (200 a minute)."""
     limiter = tt.RateLimiter()
     for i in range(199):
-        limiter.record(i * 0.1)
-    assert not limiter.can_send(2, 20.0)                     # an attempt needs two
-    assert limiter.can_send(1, 20.0)
-    limiter.record(20.0)
-    assert limiter.wait_s(20.0) == pytest.approx(40.0)        # the oldest leaves at 60 s
-    assert limiter.can_send(2, 60.15)
+        assert limiter.take(i * 0.1) == 0
+    assert not limiter.reserve(2, 20.0)                      # an order needs two
+    assert limiter.reserve(1, 20.0)                          # now 200 are booked
+    assert limiter.take(20.0) == pytest.approx(40.0)         # the oldest leaves at 60 s
+    assert limiter.reserve(2, 60.15)
 
 
 def test_429_pauses_until_the_reset_or_backs_off_exponentially():
     """A 429 backs off: until Alpaca's reset when given, else 1, 2, 4 ... 60 s."""
     limiter = tt.RateLimiter()
-    assert limiter.throttled(0.0, reset_in=5.0) == 5.0 and not limiter.can_send(1, 4.9)
+    assert limiter.throttled(0.0, reset_in=5.0) == 5.0 and not limiter.reserve(1, 4.9)
+    assert limiter.take(4.0) == pytest.approx(1.0)
     assert [limiter.throttled(0.0, None) for _ in range(3)] == [2.0, 4.0, 8.0]
     limiter.answered()
     assert limiter.throttled(0.0, None) == 1.0
