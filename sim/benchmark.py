@@ -11,14 +11,20 @@ measured the same way, by the fake:
   order's POST (p50, p99 over isolated signals);
 - event-loop freedom: while an order's POST is held for 300 ms, the fake pings
   the market-data websocket; the pong must come back promptly;
-- throughput: 20,000 quotes in frames of 100, then one signal: time from the
-  first quote to the order's POST, as quotes per second;
+- throughput: 20,000 quotes in frames of 100, then one signal: from the
+  first quote to the order's POST, quotes per second of the client's CPU
+  time (and of wall time, which a busy host makes noisy);
 - memory: the client's resident set (RSS) through a full replay of the hour
   at maximum speed, sampled as it goes, and its peak.
 
 The baseline (`--baseline-client`) is the floor for Python on this stack:
 raw websockets + json + one keep-alive aiohttp session, no SDK, the same
-decision rules, fire-and-forget order tasks.
+decision rules, fire-and-forget order tasks. The "2019 design" calls the
+SDK's blocking REST inside the handler, as the original example did: a
+reference point for the event-loop test only.
+
+Targets (issue 8): tick-to-order p50 <= 1.25x the baseline, p99 <= 1.5x;
+pong during a 300 ms order call < 5 ms; throughput >= 0.9x.
 """
 from __future__ import annotations
 
@@ -39,7 +45,9 @@ from sim.alpaca import FakeAlpaca, FillPolicy, Tape, quote, rfc3339, trade
 from sim.bot import ROOT, Bot, clean_env
 
 SYMBOL = "BNCH"
-SIGNALS = 150
+SIGNALS = 200                 # tick-to-order samples each
+PONGS = 10                    # pongs timed during a slow order call, each
+ROUNDS = 20                   # throughput runs each, taking turns
 QUOTES = 20_000
 FRAME = 100
 SLOW_POST_S = 0.3
@@ -50,10 +58,8 @@ QUANTITY = 1_000_000          # capacity never binds: orders do not fill here an
 async def baseline_client(symbol: str, mode: str = "aiohttp") -> None:
     """The same decision on the same streams, with the least Python can do.
 
-    mode "sdk": orders go through alpaca-trade-api's REST in one thread, as the
-    bot's must: the floor for the stack the bot is built on. Mode "blocking":
-    the SDK's REST called inside the handler, as the 2019 example did."""
-    import concurrent.futures
+    Mode "blocking": the SDK's REST called inside the handler, as the 2019
+    example did."""
 
     import aiohttp
     import websockets
@@ -82,8 +88,7 @@ async def baseline_client(symbol: str, mode: str = "aiohttp") -> None:
     if mode != "aiohttp":
         from alpaca_trade_api.rest import REST
         rest = REST(key, secret, base, api_version="v2")
-        rest._session.trust_env = False                # as the bot does
-        thread = concurrent.futures.ThreadPoolExecutor(1)
+        rest._session.trust_env = False
 
     def sdk_order(side: str, cents: int, n: int) -> None:
         placed = rest.submit_order(symbol=symbol, qty=100, side=side, type="limit",
@@ -120,9 +125,6 @@ async def baseline_client(symbol: str, mode: str = "aiohttp") -> None:
                 if side:
                     armed = False
                     seq += 1
-                    if mode == "sdk":
-                        thread.submit(sdk_order, side, cents, seq)
-                        continue
                     if mode == "blocking":
                         sdk_order(side, cents, seq)
                         continue
@@ -147,8 +149,7 @@ class Run:
                               log_name=f"{kind}.log")
         else:
             env["PYTHONPATH"] = str(ROOT)
-            extra = {"baseline+SDK": ["--mode", "sdk"],
-                     "2019 design": ["--mode", "blocking"]}.get(kind, [])
+            extra = ["--mode", "blocking"] if kind == "2019 design" else []
             self.client = Bot(["--baseline-client", *extra, "--symbol", SYMBOL], env, tmp,
                               command=[sys.executable, "-m", "sim.benchmark"],
                               log_name=f"{kind}.log")
@@ -170,9 +171,9 @@ class Run:
         fake.wait_orders(n + 1)
         return fake.received.order_times[n] - sent
 
-    def tick_to_order(self) -> list[float]:
+    def tick_to_order(self, n: int) -> list[float]:
         out = []
-        for _ in range(SIGNALS):
+        for _ in range(n):
             out.append(self.signal())
             self.fake.wait_until(lambda: not self.fake.open_orders(), "the order to be cancelled")
         return out
@@ -194,8 +195,11 @@ class Run:
         del fake.latency_s[("POST", "/v2/orders")]
         return rtts
 
-    def throughput(self) -> float:
-        """Quotes per second through the client's quote path, up to one order."""
+    def throughput(self) -> tuple[float, float]:
+        """Quotes per second through the client's quote path, up to one order:
+        per second of wall time, and per second of the client's own CPU time
+        (steady on a busy machine: time the client waited for a core is not
+        counted)."""
         fake = self.fake
         n = len(fake.received.orders)
         self.bid += 3
@@ -208,11 +212,13 @@ class Run:
         for i in range(0, len(msgs), FRAME):
             encoded.append(_encode(msgs[i:i + FRAME]))
         encoded.append(_encode([trade(SYMBOL, base + 1, 100, _t(base, 100))]))
+        cpu = _cpu_ns(self.client.proc.pid)
         start = fake.call(fake.send_raw, encoded)
         fake.wait_orders(n + 1, timeout=60)
+        cpu = _cpu_ns(self.client.proc.pid) - cpu
         elapsed = fake.received.order_times[n] - start
         fake.wait_until(lambda: not fake.open_orders(), "the order to be cancelled")
-        return QUOTES / elapsed
+        return QUOTES / elapsed, QUOTES / (cpu / 1e9)
 
     def replay_memory(self, tape: Tape) -> tuple[list[int], int]:
         """RSS (KiB) at each tenth of the hour, and the peak."""
@@ -237,6 +243,12 @@ def _encode(msgs: list[dict]) -> str:
     return json.dumps([{**m, "t": rfc3339(m["t"])} for m in msgs])
 
 
+def _cpu_ns(pid: int) -> int:
+    """The process's CPU time so far, in ns (all its threads)."""
+    return sum(int((task / "schedstat").read_text().split()[0])
+               for task in Path(f"/proc/{pid}/task").iterdir())
+
+
 def _status(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -249,26 +261,52 @@ def pctl(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure(kind: str, tape: Tape, tmp: Path, full: bool = True) -> dict:
-    print(f"measuring the {kind} ...", file=sys.stderr, flush=True)
-    run = Run(kind, tmp)
+def measure(tape: Tape, tmp: Path) -> dict[str, dict]:
+    """The bot and the baseline, measured taking turns sample by sample so that
+    the machine's noise (other processes, a busy host) falls on both alike;
+    then each one's memory over the hour, in a fresh process."""
+    print("measuring the bot and the baseline, turn by turn ...", file=sys.stderr, flush=True)
+    runs = {kind: Run(kind, tmp) for kind in ("bot", "baseline")}
+    got: dict[str, dict] = {kind: {"t2o": [], "pong": [], "qps": []} for kind in runs}
     try:
-        run.signal()                                        # warm-up
-        t2o = run.tick_to_order()
-        if not full:
-            return {"p50": statistics.median(t2o), "p99": pctl(t2o, 0.99),
-                    "pong": max(run.pong_during_slow_post(3))}
-        pongs = run.pong_during_slow_post()
-        qps = max(run.throughput() for _ in range(3))
+        for run in runs.values():
+            run.signal()                                    # warm-up
+        # Turn by turn, one sample each: a burst of noise hits both alike.
+        for _ in range(SIGNALS):
+            for kind, run in runs.items():
+                got[kind]["t2o"] += run.tick_to_order(1)
+        for _ in range(PONGS):
+            for kind, run in runs.items():
+                got[kind]["pong"] += run.pong_during_slow_post(1)
+        for _ in range(ROUNDS):
+            for kind, run in runs.items():
+                got[kind]["qps"].append(run.throughput())
+    finally:
+        for run in runs.values():
+            run.close()
+    out = {}
+    for kind, m in got.items():
+        run = Run(kind, tmp)                                # a fresh process for memory
+        try:
+            rss, peak = run.replay_memory(tape)
+        finally:
+            run.close()
+        out[kind] = {"p50": statistics.median(m["t2o"]), "p99": pctl(m["t2o"], 0.99),
+                     "pong": max(m["pong"]), "qps": max(q for q, _ in m["qps"]),
+                     "qps_cpu": statistics.median(c for _, c in m["qps"]),
+                     "rss": rss, "peak": peak}
+    # Throughput, each bot round against the baseline round right after it:
+    # the median of these paired ratios shrugs off a slow stretch of the host.
+    out["qps_ratio"] = statistics.median(b[1] / a[1] for b, a in zip(got["bot"]["qps"],
+                                                                       got["baseline"]["qps"]))
+    print("measuring the 2019 design ...", file=sys.stderr, flush=True)
+    run = Run("2019 design", tmp)
+    try:
+        run.signal()
+        out["2019 design"] = {"pong": max(run.pong_during_slow_post(3))}
     finally:
         run.close()
-    run = Run(kind, tmp)                                    # a fresh process for memory
-    try:
-        rss, peak = run.replay_memory(tape)
-    finally:
-        run.close()
-    return {"p50": statistics.median(t2o), "p99": pctl(t2o, 0.99), "pong": max(pongs),
-            "pong_median": statistics.median(pongs), "qps": qps, "rss": rss, "peak": peak}
+    return out
 
 
 def machine() -> str:
@@ -292,26 +330,24 @@ def main() -> int:
         return 0
     tape = Tape(Path(ROOT / "sim" / "data" / "msft_2012-06-21.csv.gz"))
     with tempfile.TemporaryDirectory() as tmp:
-        bot = measure("bot", tape, Path(tmp))
-        base = measure("baseline", tape, Path(tmp))
-        floor = measure("baseline+SDK", tape, Path(tmp), full=False)
-        old = measure("2019 design", tape, Path(tmp), full=False)
+        found = measure(tape, Path(tmp))
+    bot, base, old = found["bot"], found["baseline"], found["2019 design"]
     ms = 1000
     rows = [
         ("tick-to-order p50", f"{bot['p50'] * ms:.2f} ms", f"{base['p50'] * ms:.2f} ms",
-         bot["p50"] / base["p50"], "<= 1.5x", bot["p50"] / base["p50"] <= 1.5),
+         bot["p50"] / base["p50"], "<= 1.25x", bot["p50"] / base["p50"] <= 1.25),
         ("tick-to-order p99", f"{bot['p99'] * ms:.2f} ms", f"{base['p99'] * ms:.2f} ms",
-         bot["p99"] / base["p99"], "", None),
-        ("tick-to-order p50, baseline with the SDK's REST in a thread",
-         f"{bot['p50'] * ms:.2f} ms", f"{floor['p50'] * ms:.2f} ms", bot["p50"] / floor["p50"],
-         "", None),
-        ("pong during a 300 ms POST (worst of 10)", f"{bot['pong'] * ms:.2f} ms",
+         bot["p99"] / base["p99"], "<= 1.5x", bot["p99"] / base["p99"] <= 1.5),
+        (f"pong during a 300 ms POST (worst of {PONGS})", f"{bot['pong'] * ms:.2f} ms",
          f"{base['pong'] * ms:.2f} ms", bot["pong"] / base["pong"], "< 5 ms", bot["pong"] < 0.005),
         ("pong during a 300 ms POST, 2019 design (REST inside the handler)",
          f"{bot['pong'] * ms:.2f} ms", f"{old['pong'] * ms:.2f} ms", bot["pong"] / old["pong"],
          "", None),
-        ("throughput (quotes/s, best of 3)", f"{bot['qps']:,.0f}", f"{base['qps']:,.0f}",
-         bot["qps"] / base["qps"], ">= 0.85x", bot["qps"] / base["qps"] >= 0.85),
+        (f"throughput per CPU second ({QUOTES:,} quotes then a signal, median of {ROUNDS}; "
+         "ratio: median of paired rounds)", f"{bot['qps_cpu']:,.0f}", f"{base['qps_cpu']:,.0f}",
+         found["qps_ratio"], ">= 0.9x", found["qps_ratio"] >= 0.9),
+        (f"throughput per wall second (best of {ROUNDS}; noisy on a shared machine)",
+         f"{bot['qps']:,.0f}", f"{base['qps']:,.0f}", bot["qps"] / base["qps"], "", None),
         ("peak RSS over the hour", f"{bot['peak'] / 1024:.1f} MiB", f"{base['peak'] / 1024:.1f} MiB",
          bot["peak"] / base["peak"], "flat", None),
     ]
