@@ -1,13 +1,23 @@
-"""Mutation check, run on demand (not in CI): break one rule of the strategy
-at a time in a copy of the repo and confirm the test suite catches it.
+"""Mutation check, run on demand (not in CI): break one rule at a time in a
+copy of the repo and confirm the test suite catches it.
 
-    pipenv run python -m tests.mutants            # all mutants, ~2-4 minutes
-    pipenv run python -m tests.mutants lot guard  # some of them
+    pipenv run python -m tests.mutants            # all mutants, several minutes
+    pipenv run python -m tests.mutants lot-size   # some of them
 
-Prints, for each mutant, whether it was caught and by which tests.
+Prints, for each mutant, whether it was caught and by which tests. A mutant
+names code as it reads with indentation and trailing comments stripped, so
+reformatting tick_taker.py or rewording a comment does not make it stale;
+several lines are joined with "\\n".
+
+Not listed, because no test can tell them from the original:
+- "bid moved AND ask moved" -> "OR": with a one-cent spread the bid fixes the ask;
+- dropping the desk's registry check for foreign updates: the Position ignores
+  an id it did not register as well (the rule is kept twice on purpose).
 """
 from __future__ import annotations
 
+import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -16,46 +26,97 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# name: (original text in tick_taker.py, broken text). Not listed: "bid moved
-# AND ask moved" -> "OR" is an equivalent mutant (with a one-cent spread the
-# bid fixes the ask), so no test can tell the two apart.
+# name: (original code, broken code), one rule each.
 MUTANTS = {
-    "ratio-inclusive": ("bid_size > IMBALANCE_RATIO * ask_size", "bid_size >= IMBALANCE_RATIO * ask_size"),
+    # -- levels and the decision
+    "ratio-inclusive": ("return size * IMBALANCE_RATIO.denominator > other * IMBALANCE_RATIO.numerator",
+                        "return size * IMBALANCE_RATIO.denominator >= other * IMBALANCE_RATIO.numerator"),
     "ratio-value": ('IMBALANCE_RATIO = Fraction("1.8")', 'IMBALANCE_RATIO = Fraction("1.5")'),
-    "sell-ratio": ("ask_size > IMBALANCE_RATIO * bid_size", "ask_size > bid_size"),
+    "sell-ratio": ("outweighs(ask_size, bid_size)", "ask_size > bid_size"),
     "guard-inclusive": ("as_ns(t) - quote.level_time_ns <= QUOTE_GUARD_NS",
                         "as_ns(t) - quote.level_time_ns < QUOTE_GUARD_NS"),
     "guard-off": ("QUOTE_GUARD_NS = 50_000_000", "QUOTE_GUARD_NS = 0"),
     "lot-size": ("if size < LOT:", "if size < 1:"),
-    "capacity": ("self.held + self.pending_buys + LOT <= self.quantity",
-                 "self.held + self.pending_buys < self.quantity - LOT"),
+    "capacity": ("return self.preexisting + self.held + self.pending_buys + LOT <= self.quantity",
+                 "return self.held + self.pending_buys < self.quantity - LOT"),
     "short-selling": ("return self.held - self.pending_sells >= LOT", "return True"),
-    "one-attempt": ("        self.quote.disarm()                      # an attempt", "        pass  # "),
+    "one-attempt": ("quote.disarm()\nreturn intent", "return intent"),
     "arm-any-jump": ("abs(bid - prev_bid) == TICK_CENTS", "True"),
     "arm-first-level": ("self.armed = prev_bid is not None and", "self.armed = "),
     "live-at-level": ("if not quote.at_level():", "if False:"),
-    "cumulative-fill": ("delta = min(filled_qty, order.qty) - order.filled", "delta = min(filled_qty, order.qty)"),
-    "expired-releases": ('{"fill", "canceled", "expired",', '{"fill", "canceled",'),
-    "failed-send-releases": ("            self.on_loop(self.position.release, coid)\n            return None",
-                             "            return None"),
-    "no-cancel": ("                self.cancel(coid, order_id)", "                pass"),
-    "no-shutdown-cancel": ("        await self.cancel_open_orders()\n", ""),
-    "foreign-updates": ("        if coid not in self.position.orders:\n", "        if False:\n"),
-    "no-reconcile-after-drop": ("        await self.reconcile(final=False)\n", ""),
-    "orders-while-trading-down": ("if self.stopping or self.closing or not self.trading_live:",
-                                  "if self.stopping or self.closing:"),
-    "armed-after-data-drop": ("    def data_down(self) -> None:\n        self.quote.disarm()",
-                              "    def data_down(self) -> None:\n        pass"),
-    "watchdog-no-disarm": ("                warned = True\n                self.quote.disarm()",
-                           "                warned = True"),
+    # -- the position
+    "cumulative-fill": ("delta = min(filled_qty, order.qty) - order.filled",
+                        "delta = min(filled_qty, order.qty)"),
+    "expired-releases": ('{"fill", "canceled", "expired", "rejected", "done_for_day", "replaced"})',
+                         '{"fill", "canceled", "rejected", "done_for_day", "replaced"})'),
     "held-before-ignored": ("return self.preexisting + self.held + self.pending_buys + LOT",
                             "return self.held + self.pending_buys + LOT"),
-    "no-rate-limit": ("if not self.limiter.can_send(2, time.monotonic()):", "if False:"),
-    "no-cancel-retry": ("if attempt + 1 < CANCEL_TRIES and not self.stopping:", "if False:"),
-    "orders-after-close-buffer": ("if self.stopping or self.closing or not self.trading_live:",
-                                  "if self.stopping or not self.trading_live:"),
-    "register-late": ("        self.position.register(coid, intent.side)\n", ""),
+    "register-late": ("self.positions[symbol].register(coid, side, qty, time.monotonic())",
+                      "pass"),
+    # -- an order's life
+    "no-budget-check": ("if intent is None or not reserve():", "if intent is None:"),
+    "budget-submit-only": ("if self.limiter.reserve(2, time.monotonic()):",
+                           "if self.limiter.reserve(1, time.monotonic()):"),
+    "refused-kept": ("position.refused(coid)\nreturn", "return"),
+    "5xx-is-refusal": ("elif answer.refused:", "elif not answer.ok:"),
+    "404-trusted-at-once": (
+        "if order is None or order.order_id is not None or now - order.sent_at <= IN_FLIGHT_S:",
+        "if order is None or order.order_id is not None:"),
+    "update-keeps-id-unknown": ("order.order_id, order.unknown = order_id, False",
+                                "order.unknown = False"),
+    "no-cancel": ("if order.order_id is not None and (ioc or self.stopping) and not cancelled:",
+                  "if order.order_id is not None and self.stopping and not cancelled:"),
+    "cancel-gives-up": ('log.warning("cancel of %s refused (%s); retrying in %.1f s", coid, answer, delay)\n'
+                        "await self._news_or_timeout(coid, delay)", "return"),
+    "shutdown-no-wait": ("await asyncio.wait(lives, timeout=deadline_s)", "pass"),
+    "exit-0-with-open-orders": ("return code or EXIT_ORDERS_OPEN", "return code"),
+    # -- streams, start-up and the run
+    "no-reconcile-after-drop": ("await self.desk.reconcile()", "pass"),
+    "orders-while-trading-down": ("return (self.trading_live and not self.closing",
+                                  "return (not self.closing"),
+    "orders-after-close-buffer": ("return (self.trading_live and not self.closing",
+                                  "return (self.trading_live"),
+    "armed-after-data-drop": ('inst.quote.disarm()\nlog.warning("level disarmed until a fresh '
+                              'one-cent level change")',
+                              'log.warning("level disarmed until a fresh one-cent level change")'),
+    "watchdog-no-disarm": ("warned = True\nfor inst in self.instruments.values():\ninst.quote.disarm()",
+                           "warned = True"),
+    "stream-backoff-resets": ("if time.monotonic() - up_at >= STABLE_S:", "if True:"),
+    "handshake-failure-fatal": ('log.warning("%s: reconnect failed (%s); retrying", name, exc)',
+                                "raise FatalError(str(exc))"),
+    "malformed-frame-ends-stream": ('log.warning("skipped a malformed trading-stream frame: '
+                                    '%.80r", raw)\ncontinue', "raise"),
+    "no-listening-wait": ('reply = await recv_json(self.ws, self.what)\nif isinstance(reply, dict) '
+                          'and reply.get("stream") == "listening":', "if True:"),
+    "startup-no-retry": ("if not transient(exc):", "if True:"),
 }
+
+_COMMENT = re.compile(r"\s+#.*$")
+PARALLEL = ["-n", "4"] if importlib.util.find_spec("xdist") else []
+
+
+def _code(line: str) -> str:
+    """A line as a mutant names it: no indentation, no trailing comment."""
+    return _COMMENT.sub("", line).strip()
+
+
+def mutate(source: str, old: str, new: str) -> str:
+    """Replace `old` (normalized code, maybe several lines) by `new`, once."""
+    lines = source.split("\n")
+    code = [_code(line) for line in lines]
+    want = old.split("\n")
+    hits = [i for i in range(len(code) - len(want) + 1)
+            if all(w in code[i + k] if len(want) == 1 else
+                   (code[i + k].endswith(w) if k == 0 else
+                    code[i + k].startswith(w) if k == len(want) - 1 else code[i + k] == w)
+                   for k, w in enumerate(want))]
+    if len(hits) != 1:
+        raise LookupError(f"found {len(hits)} times")
+    i = hits[0]
+    indent = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
+    block = "\n".join(code[i:i + len(want)])
+    replaced = block.replace(old, new, 1).split("\n")
+    return "\n".join(lines[:i] + [indent + r for r in replaced] + lines[i + len(want):])
 
 
 def run(name: str, old: str, new: str) -> tuple[bool, str]:
@@ -63,28 +124,38 @@ def run(name: str, old: str, new: str) -> tuple[bool, str]:
         copy = Path(tmp) / "repo"
         shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__"))
         script = copy / "tick_taker.py"
-        text = script.read_text()
-        assert text.count(old) == 1, f"{name}: the original text is not found once"
-        script.write_text(text.replace(old, new))
+        script.write_text(mutate(script.read_text(), old, new))
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                               "--timeout", "60", "tests"],
+                               "--timeout", "60", *PARALLEL, "tests"],
                               cwd=copy, capture_output=True, text=True)
         failed = [line.split(" ")[1] for line in proc.stdout.splitlines() if line.startswith("FAILED")]
         return proc.returncode != 0, ", ".join(failed) or proc.stdout[-300:]
 
 
+def stale(source: str, names: list[str]) -> list[str]:
+    """Mutants whose original code is not found exactly once."""
+    out = []
+    for name in names:
+        try:
+            mutate(source, *MUTANTS[name])
+        except LookupError:
+            out.append(name)
+    return out
+
+
 def main() -> int:
     names = sys.argv[1:] or list(MUTANTS)
-    source = (ROOT / "tick_taker.py").read_text()
-    stale = [n for n in names if source.count(MUTANTS[n][0]) != 1]
-    if stale:
-        print(f"update these mutants to the current tick_taker.py: {', '.join(stale)}")
+    if unknown := [n for n in names if n not in MUTANTS]:
+        print(f"no such mutant: {', '.join(unknown)}")
+        return 2
+    if bad := stale((ROOT / "tick_taker.py").read_text(), names):
+        print(f"update these mutants to the current tick_taker.py: {', '.join(bad)}")
         return 2
     survivors = 0
     for name in names:
         caught, by = run(name, *MUTANTS[name])
         survivors += not caught
-        print(f"{name:22s} {'caught by ' + by if caught else 'SURVIVED'}", flush=True)
+        print(f"{name:28s} {'caught by ' + by if caught else 'SURVIVED'}", flush=True)
     return 1 if survivors else 0
 
 
