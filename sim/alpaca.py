@@ -40,21 +40,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import datetime as dt
 import functools
-import gzip
 import json
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import msgpack
 from aiohttp import WSMsgType, web
+
+from sim.tape import Tape
 
 KEY_ID = "PKFAKE0000000000000"
 SECRET_KEY = "fake-secret-0000000000000000000000000000"
@@ -63,6 +62,9 @@ OPEN_STATES = {"new", "accepted", "pending_new", "partially_filled"}
 WAIT_S = 10.0
 MS_NS = 1_000_000
 DROP = 0                      # a Fault status: cut the connection, answer nothing
+# Message type -> the subscription that carries it (corrections and cancels
+# follow trades, as on Alpaca).
+CHANNELS = {"q": "quotes", "t": "trades", "c": "trades", "x": "trades"}
 
 
 def rfc3339(ns: int) -> str:
@@ -152,7 +154,7 @@ class FakeAlpaca:
         self._changed = threading.Condition()
         self._pongs: dict[bytes, asyncio.Future] = {}
         self.data_sent_at = 0.0                   # perf_counter() after the last data frame
-        self.tape: Optional[Tape] = None          # set while replaying a file
+        self.tape: Optional[Tape] = None          # set while replaying a tape
         self.replay_latency_ns = 0
         self.replay_sent = 0                      # events sent so far
         self.replay_done = False
@@ -329,7 +331,7 @@ class FakeAlpaca:
     def _plan(self, order: dict, limit: Optional[int], policy: FillPolicy) -> list[tuple[int, int]]:
         """The executions (shares, price in cents) this order will get."""
         if self.tape is not None:        # replay: the book when the order arrives + latency
-            book = self.tape.book_at(self._replay_clock() + self.replay_latency_ns)
+            book = self.tape.book_at(order["symbol"], self._replay_clock() + self.replay_latency_ns)
         else:
             book = self.book.get(order["symbol"])
         if book is None:
@@ -592,8 +594,7 @@ class FakeAlpaca:
         return ws
 
     async def _broadcast_data(self, messages: list[dict]) -> None:
-        channel = {"q": "quotes", "t": "trades"}
-        wanted = [m for m in messages if m["S"] in self.subscriptions[channel[m["T"]]]]
+        wanted = [m for m in messages if m["S"] in self.subscriptions[CHANNELS[m["T"]]]]
         if not wanted:
             return
         for ws, packed in list(self._data_ws):
@@ -629,7 +630,7 @@ class FakeAlpaca:
         done = await asyncio.wait_for(asyncio.gather(*waits), timeout)
         return max(done, default=start) - start
 
-    async def replay(self, tape: "Tape", symbol: str, speed: Optional[float] = None,
+    async def replay(self, tape: Tape, speed: Optional[float] = None,
                      latency_ms: float = 5.0) -> None:
         """Stream `tape` through the market-data websocket, and match orders
         against its book.
@@ -648,7 +649,7 @@ class FakeAlpaca:
             self._replay_clock = lambda: first_t + round((time.perf_counter() - wall0) * speed * 1e9)
         else:
             self._replay_clock = lambda: last_sent[0]
-        for t, frame in tape.frames(symbol):
+        for t, frame in tape.frames():
             if speed:
                 delay = wall0 + (t - first_t) / 1e9 / speed - time.perf_counter()
                 if delay > 0:
@@ -782,60 +783,6 @@ class FakeAlpaca:
             await ws.close(code=1011, message=b"dropped by the fake")
 
 
-class Tape:
-    """A quotes-and-trades file (see sim/data/README.md), loaded for replay.
-
-    Lines: `q,time_ns,bid,ask,bid_size,ask_size` and `t,time_ns,price,size`,
-    prices in dollars x 10,000."""
-
-    def __init__(self, path: str | Path, minutes: Optional[float] = None) -> None:
-        self.events: list[tuple] = []
-        self.times: list[int] = []
-        self.quote_times: list[int] = []
-        self.books: list[tuple[int, int, int, int]] = []     # cents, shares
-        with gzip.open(path, "rt") as f:
-            for line in f:
-                if line.startswith("#"):
-                    continue
-                kind, *fields = line.rstrip("\n").split(",")
-                values = tuple(int(x) for x in fields)
-                if minutes is not None and self.times and \
-                        values[0] - self.times[0] > minutes * 60e9:
-                    break
-                self.events.append((kind, *values))
-                self.times.append(values[0])
-                if kind == "q":
-                    t, bid, ask, bid_size, ask_size = values
-                    self.quote_times.append(t)
-                    self.books.append((bid // 100, ask // 100, bid_size, ask_size))
-
-    def book_at(self, t_ns: int) -> Optional[tuple[int, int, int, int]]:
-        """The last quote at or before t_ns (bid, ask in cents; sizes)."""
-        i = bisect.bisect_right(self.quote_times, t_ns) - 1
-        return self.books[i] if i >= 0 else None
-
-    def mid_at(self, t_ns: int) -> Optional[float]:
-        book = self.book_at(t_ns)
-        return None if book is None else (book[0] + book[1]) / 2
-
-    def frames(self, symbol: str):
-        """(time, messages) with every event of one timestamp in one frame."""
-        frame: list[dict] = []
-        for i, (kind, t, *v) in enumerate(self.events):
-            if frame and frame[-1]["t"] != t:
-                yield frame[-1]["t"], frame
-                frame = []
-            if kind == "q":
-                frame.append({"T": "q", "S": symbol, "bx": "Q", "bp": v[0] / 10000, "bs": v[2],
-                              "ax": "Q", "ap": v[1] / 10000, "as": v[3], "c": ["R"], "z": "C",
-                              "t": t})
-            else:
-                frame.append({"T": "t", "S": symbol, "i": i, "x": "Q",
-                              "p": v[0] / 10000, "s": v[1], "c": ["@"], "z": "C", "t": t})
-        if frame:
-            yield frame[-1]["t"], frame
-
-
 def sender(ws: web.WebSocketResponse, packed: bool) -> Callable:
     """A sender in the connection's codec: msgpack binary or JSON text."""
     async def send(messages: list[dict]) -> None:
@@ -847,11 +794,13 @@ def sender(ws: web.WebSocketResponse, packed: bool) -> Callable:
 
 
 def _json_times(m: dict) -> dict:
-    return {**m, "t": rfc3339(m["t"])} if "t" in m else m
+    """`t` as RFC-3339 (a string is sent as it is: a test's malformed time)."""
+    return {**m, "t": rfc3339(m["t"])} if isinstance(m.get("t"), int) else m
 
 
 def _msgpack_times(m: dict) -> dict:
-    return {**m, "t": msgpack.Timestamp.from_unix_nano(m["t"])} if "t" in m else m
+    return ({**m, "t": msgpack.Timestamp.from_unix_nano(m["t"])}
+            if isinstance(m.get("t"), int) else m)
 
 
 def new_order(symbol: str, side: str, kind: str, tif: str, qty: int,
@@ -884,10 +833,31 @@ def quote(symbol: str, bid: int, ask: int, bid_size: int, ask_size: int, t_ns: i
 _trade_ids = iter(range(1, 1 << 62))
 
 
-def trade(symbol: str, price: int, size: int, t_ns: int) -> dict:
+NO_FIELD = None               # trade(..., conditions=NO_FIELD): a print without `c`
+
+
+def trade(symbol: str, price: int, size: int, t_ns: int,
+          conditions: Optional[list[str]] = ("@",)) -> dict:
     """A v2 trade message; price in cents here, dollars on the wire."""
-    return {"T": "t", "S": symbol, "i": next(_trade_ids), "x": "V", "p": price / 100,
-            "s": size, "c": ["@"], "z": "C", "t": t_ns}
+    m = {"T": "t", "S": symbol, "i": next(_trade_ids), "x": "V", "p": price / 100,
+         "s": size, "z": "C", "t": t_ns}
+    if conditions is not NO_FIELD:
+        m["c"] = list(conditions)
+    return m
+
+
+def correction(symbol: str, price: int, size: int, t_ns: int) -> dict:
+    """A v2 trade correction (`T: "c"`): an earlier print, corrected to this
+    price and size."""
+    return {"T": "c", "S": symbol, "x": "V", "oi": next(_trade_ids), "op": price / 100,
+            "os": size, "oc": ["@"], "ci": next(_trade_ids), "cp": price / 100, "cs": size,
+            "cc": ["@"], "z": "C", "t": t_ns}
+
+
+def cancel_error(symbol: str, price: int, size: int, t_ns: int) -> dict:
+    """A v2 trade cancel (`T: "x"`, action C) of a print at this price and size."""
+    return {"T": "x", "S": symbol, "i": next(_trade_ids), "x": "V", "p": price / 100,
+            "s": size, "a": "C", "z": "C", "t": t_ns}
 
 
 def main() -> None:

@@ -41,7 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from sim.alpaca import FakeAlpaca, FillPolicy, Tape, quote, rfc3339, trade
+from sim.alpaca import FakeAlpaca, FillPolicy, quote, rfc3339, trade
+from sim.tape import Tape
 from sim.bot import ROOT, Bot, clean_env
 
 SYMBOL = "BNCH"
@@ -137,23 +138,23 @@ async def baseline_client(symbol: str, mode: str = "aiohttp") -> None:
 class Run:
     """One client (the bot or the baseline) against a fresh fake."""
 
-    def __init__(self, kind: str, tmp: Path) -> None:
+    def __init__(self, kind: str, tmp: Path, symbol: str = SYMBOL) -> None:
         self.kind = kind
         self.fake = FakeAlpaca().start()
         self.fake.default_policy = FillPolicy(shares=0)       # orders rest; the cancel ends them
         env = clean_env(**self.fake.env())
         if kind == "bot":
             # hundreds of orders a minute here: lift the bot's REST rate limit
-            self.client = Bot(["--symbol", SYMBOL, "--quantity", str(QUANTITY),
+            self.client = Bot(["--symbol", symbol, "--quantity", str(QUANTITY),
                                "--rest-rate", "1000000"], env, tmp,
                               log_name=f"{kind}.log")
         else:
             env["PYTHONPATH"] = str(ROOT)
             extra = ["--mode", "blocking"] if kind == "2019 design" else []
-            self.client = Bot(["--baseline-client", *extra, "--symbol", SYMBOL], env, tmp,
+            self.client = Bot(["--baseline-client", *extra, "--symbol", symbol], env, tmp,
                               command=[sys.executable, "-m", "sim.benchmark"],
                               log_name=f"{kind}.log")
-        self.fake.wait_subscribed(SYMBOL, timeout=20)
+        self.fake.wait_subscribed(symbol, timeout=20)
         self.bid = 1000
 
     def close(self) -> None:
@@ -224,7 +225,7 @@ class Run:
         """RSS (KiB) at each tenth of the hour, and the peak."""
         fake = self.fake
         samples = []
-        job = asyncio.run_coroutine_threadsafe(fake.replay(tape, SYMBOL, None, 5.0), fake._loop)
+        job = asyncio.run_coroutine_threadsafe(fake.replay(tape, None, 5.0), fake._loop)
         tenth = len(tape.events) // 10
         while not job.done():
             if fake.replay_sent >= (len(samples) + 1) * tenth:
@@ -286,7 +287,7 @@ def measure(tape: Tape, tmp: Path) -> dict[str, dict]:
             run.close()
     out = {}
     for kind, m in got.items():
-        run = Run(kind, tmp)                                # a fresh process for memory
+        run = Run(kind, tmp, tape.symbols[0])               # a fresh process for memory
         try:
             rss, peak = run.replay_memory(tape)
         finally:

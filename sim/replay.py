@@ -23,11 +23,13 @@ import datetime as dt
 import sys
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Optional
 
 import tick_taker as tt
-from sim.alpaca import FakeAlpaca, Tape
+from sim.alpaca import FakeAlpaca
+from sim.tape import Tape
 from sim.bot import Bot, clean_env
 
 DATA = Path(__file__).resolve().parent / "data" / "msft_2012-06-21.csv.gz"
@@ -45,18 +47,20 @@ class RuleCounts:
     signals: dict = field(default_factory=lambda: {"buy": [], "sell": []})   # (t, cents)
 
 
-def analyse(tape: Tape) -> RuleCounts:
-    """Run the bot's own Quote and decide() over the tape, with unlimited room
+def analyse(tape: Tape, symbol: str = SYMBOL) -> RuleCounts:
+    """Run the bot's own Quote and follow() over the tape, with unlimited room
     (a position that can always buy and sell), so every signal counts once."""
     quote, room = tt.Quote(), tt.Position(10 ** 12)
     room.held = 10 ** 9
     counts = RuleCounts()
-    for kind, t, *v in tape.events:
+    for kind, t, sym, *v in tape.events:
+        if sym != symbol:
+            continue
         if kind == "q":
             quote.on_quote(v[0] // 100, v[1] // 100, v[2], v[3], t)
         elif v[0] % 100 == 0:                         # sub-penny prints are never at bid/ask
-            intent = tt.follow(quote, room, v[0] // 100, v[1], t, trading=True,
-                               reserve=lambda: True)
+            trade = tt.Trade(v[0] // 100, v[1], t, list(v[2]) if v[2] else None)
+            intent = tt.follow(quote, room, trade, trading=True, reserve=lambda: True)
             if intent is not None:
                 counts.signals[intent.side].append((t, intent.limit_cents))
     counts.level_changes, counts.armed_levels = quote.level_changes, quote.armed_levels
@@ -68,7 +72,7 @@ def moved_our_way(tape: Tape, entries: list[tuple[int, str]], horizon_s: float) 
     (mid at t + horizon above the mid at t for a buy, below for a sell)."""
     hits = 0
     for t, side in entries:
-        before, after = tape.mid_at(t), tape.mid_at(t + int(horizon_s * 1e9))
+        before, after = tape.mid_at(SYMBOL, t), tape.mid_at(SYMBOL, t + int(horizon_s * 1e9))
         hits += (after > before) if side == "buy" else (after < before)
     return hits, len(entries)
 
@@ -104,7 +108,7 @@ def run(tape: Tape, speed: Optional[float], quantity: int, latency_ms: float,
         fake.wait_ready(SYMBOL)
         started = time.monotonic()
         job = asyncio.run_coroutine_threadsafe(
-            fake.replay(tape, SYMBOL, speed, latency_ms), fake._loop)
+            fake.replay(tape, speed, latency_ms), fake._loop)
         while not job.done():
             if progress:
                 show_progress(fake, tape)
@@ -136,24 +140,26 @@ def show_progress(fake: FakeAlpaca, tape: Tape) -> None:
           end="", file=sys.stderr, flush=True)
 
 
-def pnl(executions: list[tuple[int, str, int, int]], mark_cents: float) -> tuple[float, float, int]:
-    """Realized and marked-to-market P&L in dollars (average cost), and the position."""
-    held = cost = realized = 0
+def pnl(executions: list[tuple[int, str, int, int]], mark_cents: float) -> tuple[str, str, int]:
+    """Realized and marked-to-market P&L (average cost, exact until printed,
+    as the bot keeps it), and the position."""
+    held, cost, realized = 0, Fraction(0), Fraction(0)
     for _, side, n, price in executions:
         if side == "buy":
             held, cost = held + n, cost + n * price
         else:
-            avg = cost / held if held else 0
+            avg = cost / held if held else Fraction(0)
             realized += n * (price - avg)
             held, cost = held - n, cost - n * avg
-    return realized / 100, (realized + held * mark_cents - cost) / 100, held
+    marked = realized + held * Fraction(mark_cents) - cost
+    return tt.signed_dollars(realized), tt.signed_dollars(marked), held
 
 
 def report(tape: Tape, counts: RuleCounts, result: RunResult, args: argparse.Namespace) -> str:
     buys = [e for e in result.executions if e[1] == "buy"]
     sells = [e for e in result.executions if e[1] == "sell"]
     filled = [o for o in result.orders if int(o["filled_qty"]) > 0]
-    final_mid = tape.mid_at(tape.times[-1])
+    final_mid = tape.mid_at(SYMBOL, tape.times[-1])
     realized, marked, held = pnl(result.executions, final_mid)
     signals = [(t, side) for side in ("buy", "sell") for t, _ in counts.signals[side]]
     ordered = [(o["_market_t"], o["side"]) for o in result.orders]
@@ -162,7 +168,7 @@ def report(tape: Tape, counts: RuleCounts, result: RunResult, args: argparse.Nam
     speed = "as fast as the bot keeps up" if args.speed is None else f"real time x {args.speed:g}"
     lines = [
         f"Replay of {SYMBOL} {clock(tape.times[0])}-{clock(tape.times[-1])} ET, 2012-06-21 ({SOURCE})",
-        f"  {len(tape.events):,} events ({len(tape.quote_times):,} quotes), {speed}, "
+        f"  {len(tape.events):,} events ({tape.quote_count():,} quotes), {speed}, "
         f"order latency {args.latency_ms:g} ms, --quantity {args.quantity}, "
         f"{result.seconds:.1f} s",
         "",
@@ -184,8 +190,8 @@ def report(tape: Tape, counts: RuleCounts, result: RunResult, args: argparse.Nam
         f"in {len(result.executions)} executions",
         f"  shares bought / sold   {sum(e[2] for e in buys)} / {sum(e[2] for e in sells)}",
         f"  final position         {held:+d} shares (mark: mid {final_mid / 100:.3f})",
-        f"  realized P&L           {realized:+.2f} $",
-        f"  marked-to-market P&L   {marked:+.2f} $ (before fees)",
+        f"  realized P&L           {realized}",
+        f"  marked-to-market P&L   {marked} (before fees)",
     ]
     lines += [f"  mid moved their way    within {h:>2} s: {pct(*moved_our_way(tape, ordered, h))}"
               for h in HORIZONS_S]
@@ -202,9 +208,10 @@ def chart(tape: Tape, result: RunResult, path: Path) -> None:
     def when(t: int) -> dt.datetime:
         return dt.datetime.fromtimestamp(t / 1e9, ET).replace(tzinfo=None)
 
-    step = max(1, len(tape.quote_times) // 4000)
-    times = [when(t) for t in tape.quote_times[::step]]
-    mids = [(b[0] + b[1]) / 200 for b in tape.books[::step]]
+    quote_times, books = tape.books(SYMBOL)
+    step = max(1, len(quote_times) // 4000)
+    times = [when(t) for t in quote_times[::step]]
+    mids = [(b[0] + b[1]) / 200 for b in books[::step]]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 7), sharex=True,
                                       gridspec_kw={"height_ratios": [3, 1]})
     top.plot(times, mids, lw=0.6, color="0.4", label="mid")

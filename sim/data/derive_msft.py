@@ -29,20 +29,23 @@ from __future__ import annotations
 import calendar
 import csv
 import gzip
-import io
 import sys
 from pathlib import Path
+from typing import Iterator
+
+if __package__ in (None, ""):                      # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from sim import tape  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE.parents[2] / "shared" / "data" / "msft_2012-06-21"
 STEM = "MSFT_2012-06-21_34200000_37800000_"
 OUT = HERE / "msft_2012-06-21.csv.gz"
 MIDNIGHT_NS = calendar.timegm((2012, 6, 21, 4, 0, 0)) * 1_000_000_000   # 00:00 EDT
-HEADER = f"""\
-# MSFT, Nasdaq, 2012-06-21 09:30-10:30 ET: LOBSTER sample, level 1 rebuilt from messages.
-# Derived by sim/data/derive_msft.py. Prices in dollars x 10,000; times in ns since the epoch.
-# q,time_ns,bid,ask,bid_size,ask_size   |   t,time_ns,price,size
-"""
+COMMENT = """\
+MSFT, Nasdaq, 2012-06-21 09:30-10:30 ET: LOBSTER sample, level 1 rebuilt from messages.
+Derived by sim/data/derive_msft.py. Every print is a regular Nasdaq trade (condition "@")."""
+SYMBOL = "MSFT"
 
 
 def ns_after_midnight(seconds: str) -> int:
@@ -50,29 +53,35 @@ def ns_after_midnight(seconds: str) -> int:
     return int(whole) * 1_000_000_000 + int(frac.ljust(9, "0")[:9] or 0)
 
 
-def derive(source: Path) -> tuple[int, int]:
+def events(source: Path) -> Iterator[tuple]:
+    """The tape's events, in the source's row order."""
     messages = gzip.open(source / f"{STEM}message_50.csv.gz", "rt")
     books = gzip.open(source / f"{STEM}orderbook_1_RECONSTRUCTED.csv.gz", "rt")
-    quotes = trades = 0
     last = None
-    # mtime=0: the same input derives the same bytes.
-    with io.TextIOWrapper(gzip.GzipFile(OUT, "wb", 9, mtime=0), newline="") as out:
-        out.write(HEADER)
-        w = csv.writer(out, lineterminator="\n")
-        for msg, book in zip(csv.reader(messages), csv.reader(books), strict=True):
-            t = MIDNIGHT_NS + ns_after_midnight(msg[0])
-            if msg[1] in ("4", "5"):
-                w.writerow(("t", t, msg[4], msg[3]))
-                trades += 1
-            ask, ask_size, bid, bid_size = (int(x) for x in book)
-            if ask >= 9_999_999_999 or bid <= -9_999_999_999:
-                continue                                   # one side empty
-            level = (bid, ask, bid_size, ask_size)
-            if level != last:
-                w.writerow(("q", t, *level))
-                quotes += 1
-                last = level
-    return quotes, trades
+    for msg, book in zip(csv.reader(messages), csv.reader(books), strict=True):
+        t = MIDNIGHT_NS + ns_after_midnight(msg[0])
+        if msg[1] in ("4", "5"):                       # an execution: visible or hidden
+            yield ("t", t, SYMBOL, int(msg[4]), int(msg[3]), "@")
+        ask, ask_size, bid, bid_size = (int(x) for x in book)
+        if ask >= 9_999_999_999 or bid <= -9_999_999_999:
+            continue                                   # one side empty
+        level = (bid, ask, bid_size, ask_size)
+        if level != last:
+            yield ("q", t, SYMBOL, *level)
+            last = level
+
+
+def derive(source: Path) -> tuple[int, int]:
+    """Write OUT from the LOBSTER sample; return (quotes, trades)."""
+    counts = {"q": 0, "t": 0}
+
+    def counted() -> Iterator[tuple]:
+        for e in events(source):
+            counts[e[0]] += 1
+            yield e
+
+    tape.write(OUT, counted(), COMMENT)
+    return counts["q"], counts["t"]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,129 @@
+"""The tape: one or more symbols' quotes and trades, in time order, which the
+simulated Alpaca replays through its market-data stream and matches orders
+against.
+
+File format (a CSV file, gzipped if its name ends in .gz; lines starting
+with `#` are comments):
+
+    q,<time_ns>,<symbol>,<bid>,<ask>,<bid_size>,<ask_size>
+    t,<time_ns>,<symbol>,<price>,<size>,"<conditions>"
+
+- times: exchange nanoseconds since the epoch (UTC);
+- prices: dollars x 10,000, so a hidden midpoint print at half a cent (say
+  30.965) stays exact; sizes: shares;
+- conditions: the print's condition codes, one character each, written
+  together between double quotes (`"@"`, `"@FI"`, `" "` for the regular
+  sale of tapes A and B); `""` means the print carried no conditions field.
+
+Quotes of one symbol describe its book: the book at time t is the last quote
+at or before t.
+"""
+from __future__ import annotations
+
+import bisect
+import csv
+import gzip
+import io
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+Event = tuple          # ("q", t, symbol, bid, ask, bid_size, ask_size) or
+                       # ("t", t, symbol, price, size, conditions)
+HEADER = ("# tick-taker tape: q,time_ns,symbol,bid,ask,bid_size,ask_size | "
+          "t,time_ns,symbol,price,size,\"conditions\"\n"
+          "# prices in dollars x 10,000; sizes in shares; times in ns since the epoch\n")
+
+
+def _open(path: Path, mode: str):
+    if str(path).endswith(".gz"):
+        # mtime=0: the same events always make the same bytes.
+        raw = gzip.GzipFile(path, mode + "b", 9, mtime=0)
+        return io.TextIOWrapper(raw, newline="")
+    return open(path, mode, newline="")
+
+
+def write(path: Path, events: Iterable[Event], comment: str = "") -> int:
+    """Write events (in time order) to a tape file; return how many."""
+    n = 0
+    with _open(path, "w") as out:
+        out.write("".join(f"# {line}\n" for line in comment.splitlines()) + HEADER)
+        for e in events:
+            if e[0] == "q":
+                out.write("q,%d,%s,%d,%d,%d,%d\n" % e[1:])
+            else:
+                out.write('t,%d,%s,%d,%d,"%s"\n' % e[1:])
+            n += 1
+    return n
+
+
+class Tape:
+    """A tape file, loaded: the events, and each symbol's book over time."""
+
+    def __init__(self, path: str | Path, minutes: Optional[float] = None) -> None:
+        self.events: list[Event] = []
+        self.times: list[int] = []
+        self._quote_times: dict[str, list[int]] = {}
+        self._books: dict[str, list[tuple[int, int, int, int]]] = {}    # cents, shares
+        with _open(Path(path), "r") as f:
+            for row in csv.reader(line for line in f if not line.startswith("#")):
+                kind, t, symbol, *values = row
+                t = int(t)
+                if minutes is not None and self.times and t - self.times[0] > minutes * 60e9:
+                    break
+                if kind == "q":
+                    bid, ask, bid_size, ask_size = (int(x) for x in values)
+                    self.events.append(("q", t, symbol, bid, ask, bid_size, ask_size))
+                    self._quote_times.setdefault(symbol, []).append(t)
+                    self._books.setdefault(symbol, []).append(
+                        (bid // 100, ask // 100, bid_size, ask_size))
+                else:
+                    price, size, conditions = values
+                    self.events.append(("t", t, symbol, int(price), int(size), conditions))
+                self.times.append(t)
+
+    @property
+    def symbols(self) -> list[str]:
+        return sorted({e[2] for e in self.events})
+
+    def quote_count(self, symbol: Optional[str] = None) -> int:
+        return sum(len(v) for s, v in self._quote_times.items() if symbol in (None, s))
+
+    def book_at(self, symbol: str, t_ns: int) -> Optional[tuple[int, int, int, int]]:
+        """The symbol's last quote at or before t_ns (bid, ask in cents; sizes)."""
+        times = self._quote_times.get(symbol, [])
+        i = bisect.bisect_right(times, t_ns) - 1
+        return self._books[symbol][i] if i >= 0 else None
+
+    def mid_at(self, symbol: str, t_ns: int) -> Optional[float]:
+        book = self.book_at(symbol, t_ns)
+        return None if book is None else (book[0] + book[1]) / 2
+
+    def books(self, symbol: str) -> tuple[list[int], list[tuple[int, int, int, int]]]:
+        """The symbol's quote times and books, for charts."""
+        return self._quote_times.get(symbol, []), self._books.get(symbol, [])
+
+    def frames(self) -> Iterator[tuple[int, list[dict]]]:
+        """(time, messages): every event of one timestamp in one frame, as the
+        market-data stream sends them (times still integer ns)."""
+        frame: list[dict] = []
+        for i, e in enumerate(self.events):
+            if frame and frame[-1]["t"] != e[1]:
+                yield frame[-1]["t"], frame
+                frame = []
+            frame.append(message(e, i))
+        if frame:
+            yield frame[-1]["t"], frame
+
+
+def message(e: Event, trade_id: int = 0) -> dict:
+    """A tape event as a v2 stream message (prices in dollars, `t` in ns)."""
+    if e[0] == "q":
+        _, t, symbol, bid, ask, bid_size, ask_size = e
+        return {"T": "q", "S": symbol, "bx": "Q", "bp": bid / 10000, "bs": bid_size,
+                "ax": "Q", "ap": ask / 10000, "as": ask_size, "c": ["R"], "z": "C", "t": t}
+    _, t, symbol, price, size, conditions = e
+    m = {"T": "t", "S": symbol, "i": trade_id, "x": "Q", "p": price / 10000, "s": size,
+         "z": "C", "t": t}
+    if conditions:
+        m["c"] = list(conditions)
+    return m
