@@ -69,6 +69,14 @@ IMBALANCE_RATIO = Fraction("1.8")    # exact, so 180 vs 100 is not "more"
 QUOTE_GUARD_NS = 50_000_000          # a print this soon after the level's quote may
                                      # belong to the previous level: ignore it
 TICK_CENTS = 1                       # a level is a one-tick spread; a move is one tick
+# Which prints count: a print is followed only if every condition code it
+# carries is one of these (README, "Which prints count"); any other code
+# (out of sequence, average price, odd lot, opening/closing, ...) excludes it.
+REGULAR_CONDITIONS = frozenset({
+    " ",                             # regular sale (tapes A and B)
+    "@",                             # regular sale (tape C, and IEX)
+    "F",                             # intermarket sweep: a regular trade that swept the touch
+})
 
 DEFAULT_SYMBOL = "SNAP"
 DEFAULT_QUANTITY = 500
@@ -170,19 +178,25 @@ class Quote:
 
     def on_quote(self, bid: int, ask: int, bid_size: int, ask_size: int,
                  t: ExchangeTime) -> bool:
-        """Apply one quote; return True when it is a level change."""
+        """Apply one quote; return True when it is a level change.
+
+        A level change is applied whole or not at all: its time is read
+        first, and a time that cannot be read raises before anything changes.
+        """
+        # A level change: a one-tick spread with both sides moved.
+        change = ask - bid == TICK_CENTS and bid != self.level_bid and ask != self.level_ask
+        level_time_ns = as_ns(t) if change else 0
         self.bid = bid                    # (four plain stores: the cheapest form,
         self.ask = ask                    # and every quote passes here)
         self.bid_size = bid_size
         self.ask_size = ask_size
-        # A level change: a one-tick spread with both sides moved.
-        if ask - bid != TICK_CENTS or bid == self.level_bid or ask == self.level_ask:
+        if not change:
             return False
         # Armed only for a one-tick move of both sides in the same direction;
         # the first level and any jump (possible news) are not armed.
         prev_bid = self.level_bid
         self.armed = prev_bid is not None and abs(bid - prev_bid) == TICK_CENTS
-        self.level_bid, self.level_ask, self.level_time_ns = bid, ask, as_ns(t)
+        self.level_bid, self.level_ask, self.level_time_ns = bid, ask, level_time_ns
         self.level_changes += 1
         self.armed_levels += self.armed
         return True
@@ -193,6 +207,13 @@ class Quote:
 
     def disarm(self) -> None:
         """One attempt per level."""
+        self.armed = False
+
+    def forget(self) -> None:
+        """After a gap in market data the level is forgotten: the next level
+        seen is a first level, never armed (a one-cent move measured from a
+        stale level is not a move)."""
+        self.level_bid = self.level_ask = None
         self.armed = False
 
 
@@ -206,7 +227,7 @@ class TrackedOrder:
     qty: int
     sent_at: float                 # monotonic seconds when the submit went out
     filled: int = 0                # cumulative filled_qty last seen
-    notional_cents: int = 0        # cumulative filled_qty * filled_avg_price
+    notional_cents: Fraction = Fraction(0)   # cumulative filled_qty * filled_avg_price
     order_id: Optional[str] = None  # Alpaca's id, once known
     unknown: bool = False          # the submit got no clear answer: it may exist
 
@@ -222,15 +243,16 @@ class Position:
     so repeated, stale or out-of-order updates change nothing. An order whose
     outcome is unknown stays pending (it may exist and fill) until an update
     or a look-up settles it. Realized P&L uses the average cost of the
-    shares held.
+    shares held, kept exactly (fractions of a cent), and is rounded only when
+    printed.
     """
 
     def __init__(self, quantity: int, preexisting: int = 0) -> None:
         self.quantity = quantity
         self.preexisting = preexisting  # shares held before this run: count toward
         self.held = 0                   # the quantity, never sold by the bot
-        self.cost_cents = 0            # what the held shares cost (average cost)
-        self.realized_cents = 0
+        self.cost_cents = Fraction(0)   # what the held shares cost (average cost)
+        self.realized_cents = Fraction(0)
         self.bought = self.sold = 0
         self.orders_sent = 0
         self.orders: dict[str, TrackedOrder] = {}
@@ -246,8 +268,10 @@ class Position:
     def can_buy(self) -> bool:
         return self.preexisting + self.held + self.pending_buys + LOT <= self.quantity
 
-    def can_sell(self) -> bool:
-        return self.held - self.pending_sells >= LOT
+    def sellable(self) -> int:
+        """This run's shares not already being sold (never the shares held
+        before the run)."""
+        return self.held - self.pending_sells
 
     # -- an order's life ---------------------------------------------------
     def register(self, client_order_id: str, side: str, qty: int = LOT,
@@ -278,7 +302,7 @@ class Position:
         return True
 
     def on_update(self, client_order_id: str, event: str, filled_qty: int,
-                  filled_avg_cents: Decimal, order_id: Optional[str] = None) -> int:
+                  filled_avg_cents: Fraction, order_id: Optional[str] = None) -> int:
         """Apply one trade update (or a REST look-up); return the shares newly
         filled (0 if none). It also supplies Alpaca's id, if not yet known.
 
@@ -297,11 +321,11 @@ class Position:
         return delta
 
     def _apply_fill(self, order: TrackedOrder, filled_qty: int,
-                    filled_avg_cents: Decimal) -> int:
+                    filled_avg_cents: Fraction) -> int:
         delta = min(filled_qty, order.qty) - order.filled
         if delta <= 0:
             return 0                       # repeated or stale update
-        notional = int((filled_avg_cents * filled_qty).to_integral_value())
+        notional = Fraction(filled_avg_cents) * filled_qty
         delta_cents = notional - order.notional_cents
         order.filled, order.notional_cents = order.filled + delta, notional
         if order.side == "buy":
@@ -309,7 +333,7 @@ class Position:
             self.cost_cents += delta_cents
             self.bought += delta
         else:
-            cost = self.cost_cents * delta // self.held if self.held else 0
+            cost = self.cost_cents * delta / self.held if self.held else Fraction(0)
             self.cost_cents -= cost
             self.realized_cents += delta_cents - cost
             self.held -= delta
@@ -320,10 +344,21 @@ class Position:
 # --------------------------------------------------------------------------
 # The decision: one trade print -> an order intent, or None.
 # --------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """One trade print, as the core sees it (quotes, ten times as many, are
+    passed as plain arguments: their path is the hot one)."""
+    price_cents: int
+    size: int
+    t: ExchangeTime
+    conditions: Optional[list[str]] = None   # the print's `c` codes; None: no field
+
+
 @dataclass(frozen=True)
 class Intent:
     side: str
     limit_cents: int
+    qty: int
     bid_size: int                  # the live sizes that decided it, for the log
     ask_size: int
 
@@ -341,29 +376,39 @@ def outweighs(size: int, other: int) -> bool:
     return size * IMBALANCE_RATIO.denominator > other * IMBALANCE_RATIO.numerator
 
 
-def decide(quote: Quote, position: Position, price_cents: int, size: int,
-           t: ExchangeTime) -> Optional[Intent]:
+def regular(conditions: Optional[list[str]]) -> bool:
+    """A regular trade at the current market: every condition code it carries
+    is in REGULAR_CONDITIONS (a print with no conditions field counts)."""
+    return conditions is None or REGULAR_CONDITIONS.issuperset(conditions)
+
+
+def decide(quote: Quote, position: Position, trade: Trade) -> Optional[Intent]:
     """Apply the strategy's decision rules, in order, to one trade print."""
     if not quote.armed:
         return None                                   # 1. armed, no attempt yet
     if not quote.at_level():
         return None                                   # 2. live quote at the level
-    if as_ns(t) - quote.level_time_ns <= QUOTE_GUARD_NS:
+    if as_ns(trade.t) - quote.level_time_ns <= QUOTE_GUARD_NS:
         return None                                   # 3. > 50 ms after level time
-    if size < LOT:
+    if trade.size < LOT:
         return None                                   # 4. at least one lot
+    if not regular(trade.conditions):
+        return None                                   # 5. a regular print ...
     bid_size, ask_size = quote.bid_size, quote.ask_size
-    if (price_cents == quote.level_ask and outweighs(bid_size, ask_size)
+    if bid_size <= 0 or ask_size <= 0:
+        return None                                   # 5. ... and both sizes shown
+    if (trade.price_cents == quote.level_ask and outweighs(bid_size, ask_size)
             and position.can_buy()):
-        return Intent("buy", quote.level_ask, bid_size, ask_size)
-    if (price_cents == quote.level_bid and outweighs(ask_size, bid_size)
-            and position.can_sell()):
-        return Intent("sell", quote.level_bid, bid_size, ask_size)
+        return Intent("buy", quote.level_ask, LOT, bid_size, ask_size)
+    if (trade.price_cents == quote.level_bid and outweighs(ask_size, bid_size)
+            and position.sellable() >= 1):            # an odd lot is sold too
+        return Intent("sell", quote.level_bid, min(LOT, position.sellable()),
+                      bid_size, ask_size)
     return None
 
 
-def follow(quote: Quote, position: Position, price_cents: int, size: int,
-           t: ExchangeTime, trading: bool, reserve: Callable[[], bool]) -> Optional[Intent]:
+def follow(quote: Quote, position: Position, trade: Trade, trading: bool,
+           reserve: Callable[[], bool]) -> Optional[Intent]:
     """One trade print through every rule of the run: the one place they live.
 
     The bot, the replay's counts and the property test all call this.
@@ -373,7 +418,7 @@ def follow(quote: Quote, position: Position, price_cents: int, size: int,
     """
     if not trading:
         return None                       # no order while our state may be stale
-    intent = decide(quote, position, price_cents, size, t)
+    intent = decide(quote, position, trade)
     if intent is None or not reserve():
         return None                       # no budget: skipped, not queued; still armed
     quote.disarm()                        # an attempt: one per level
@@ -392,7 +437,7 @@ class OrderUpdate:
     side: str
     symbol: str
     filled_qty: int
-    filled_avg_cents: Decimal
+    filled_avg_cents: Fraction         # exact: Alpaca's decimal string, in cents
     price: Optional[str] = None        # this execution's price (fills only)
 
     @classmethod
@@ -403,7 +448,7 @@ class OrderUpdate:
         return cls(order.get("client_order_id") or "", order.get("id"),
                    event or STATUS_EVENTS.get(status, status), order.get("side") or "",
                    order.get("symbol") or "", int(Decimal(order.get("filled_qty") or 0)),
-                   Decimal(order.get("filled_avg_price") or 0) * 100, price)
+                   Fraction(Decimal(order.get("filled_avg_price") or 0)) * 100, price)
 
     @classmethod
     def from_stream(cls, data: dict) -> "OrderUpdate":
@@ -422,6 +467,13 @@ def print_cents(price: float) -> Optional[int]:
 
 def dollars(cents: int | float) -> str:
     return f"{cents / 100:.2f}"
+
+
+def signed_dollars(cents: Fraction) -> str:
+    """An exact amount of cents as +$1.23 / -$1.23, rounded (half away from
+    zero) only here, where it is printed."""
+    whole = int(abs(cents) + Fraction(1, 2))
+    return f"{'-' if cents < 0 else '+'}${whole // 100}.{whole % 100:02d}"
 
 
 _RFC3339 = re.compile(
@@ -1061,9 +1113,9 @@ class DataStream:
                     if quotes[m["S"]](round(m["bp"] * 100), round(m["ap"] * 100),
                                       m["bs"], m["as"], m["t"]):
                         self.on_level(m["S"])
-                elif kind == "t":
+                elif kind == "t":   # (corrections "c" and cancels "x" never trigger)
                     if (cents := print_cents(m["p"])) is not None and m["S"] in quotes:
-                        on_trade(m["S"], cents, m["s"], m["t"])
+                        on_trade(m["S"], Trade(cents, m["s"], m["t"], m.get("c")))
                 elif kind == "error":
                     log.warning("market data error %s: %s", m.get("code"), m.get("msg"))
             except (KeyError, TypeError, ValueError) as exc:   # skip it, keep the rest
@@ -1180,17 +1232,17 @@ class TickTaker:
         return (self.trading_live and not self.closing and not self.stop.is_set()
                 and not self.desk.stopping)
 
-    def on_trade(self, symbol: str, price_cents: int, size: int, t: ExchangeTime) -> None:
+    def on_trade(self, symbol: str, trade: Trade) -> None:
         inst = self.instruments[symbol]
-        intent = follow(inst.quote, inst.position, price_cents, size, t,
-                        self.can_trade(), self.desk.reserve)
+        intent = follow(inst.quote, inst.position, trade, self.can_trade(), self.desk.reserve)
         if intent is None:
             return
-        coid = self.desk.send(symbol, intent.side, LOT, intent.limit_cents)
+        coid = self.desk.send(symbol, intent.side, intent.qty, intent.limit_cents)
         # Logged once the order is on the wire: writing the line first would delay it.
         asyncio.get_running_loop().call_soon(
-            log.info, "%s %d %s @ %s (level %d, %s) [%s]", intent.side.upper(), LOT, symbol,
-            dollars(intent.limit_cents), inst.quote.level_changes, intent.reason, coid)
+            log.info, "%s %d %s @ %s (level %d, %s; print at %s) [%s]", intent.side.upper(),
+            intent.qty, symbol, dollars(intent.limit_cents), inst.quote.level_changes,
+            intent.reason, trade.t, coid)
 
     # -- start-up --------------------------------------------------------------
     async def rest_call(self, what: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
@@ -1325,8 +1377,8 @@ class TickTaker:
 
     def data_down(self) -> None:
         for inst in self.instruments.values():
-            inst.quote.disarm()
-        log.warning("level disarmed until a fresh one-cent level change")
+            inst.quote.forget()
+        log.warning("market data gap: level forgotten; the next level is a first level")
 
     async def data_up(self) -> None:
         """Nothing more: the level was disarmed when the stream dropped."""
@@ -1351,9 +1403,9 @@ class TickTaker:
             elif not warned:
                 warned = True
                 for inst in self.instruments.values():
-                    inst.quote.disarm()
-                log.warning("no market data for %.0f s: level disarmed until a fresh "
-                            "one-cent level change", quiet)
+                    inst.quote.forget()
+                log.warning("no market data for %.0f s: level forgotten; the next level "
+                            "is a first level", quiet)
 
     async def close_watch(self) -> None:
         """Stop new orders close_buffer_min before the close; flatten if asked;
@@ -1372,7 +1424,7 @@ class TickTaker:
     def flatten(self) -> None:
         """Sell, at market, the shares this run bought and still holds."""
         for symbol, inst in self.instruments.items():
-            qty = inst.position.held - inst.position.pending_sells
+            qty = inst.position.sellable()
             if qty > 0:
                 coid = self.desk.send(symbol, "sell", qty, None, budgeted=False)
                 log.info("FLATTEN: SELL %d %s at market [%s]", qty, symbol, coid)
@@ -1466,9 +1518,8 @@ class TickTaker:
             log.info("market %s: %d level changes, %d armed", symbol, q.level_changes,
                      q.armed_levels)
             log.info("SUMMARY %s: orders sent %d, bought %d, sold %d, position %+d shares, "
-                     "realized P&L %s$%s", symbol, p.orders_sent, p.bought, p.sold,
-                     p.held, "-" if p.realized_cents < 0 else "+",
-                     dollars(abs(p.realized_cents)))
+                     "realized P&L %s", symbol, p.orders_sent, p.bought, p.sold,
+                     p.held, signed_dollars(p.realized_cents))
             if p.preexisting:
                 log.info("shares of %s held before this run, untouched: %d", symbol,
                          p.preexisting)

@@ -61,19 +61,19 @@ class BotAgainstBroker(RuleBasedStateMachine):
         q = self.quote
         price = {"bid": q.bid, "ask": q.ask, "inside": q.bid + 1}[where] if q.bid else 0
         was_armed = q.armed
-        intent = tt.follow(q, self.position, price, size, self.t, trading=self.stream_up,
+        intent = tt.follow(q, self.position, tt.Trade(price, size, self.t), trading=self.stream_up,
                            reserve=lambda: budget)
         if intent is None:
             assert q.armed == was_armed          # no attempt: the level stays as it was
             return
         self.n += 1
         coid = f"o{self.n}"
-        self.position.register(coid, intent.side, tt.LOT, self.now)
+        self.position.register(coid, intent.side, intent.qty, self.now)
         if submit == "refused":                 # 4xx: never at the broker
             self.position.refused(coid)
             return
         if submit in ("ok", "placed_5xx"):
-            self.broker[coid] = {"side": intent.side, "qty": tt.LOT, "filled": 0,
+            self.broker[coid] = {"side": intent.side, "qty": intent.qty, "filled": 0,
                                  "status": "new", "id": f"id-{coid}"}
         if submit == "late":
             self.late[coid] = self.now
@@ -103,8 +103,8 @@ class BotAgainstBroker(RuleBasedStateMachine):
     def late_submit_lands(self, data) -> None:
         coid = data.draw(st.sampled_from(sorted(self.late)))
         del self.late[coid]
-        side = self.position.orders[coid].side          # tracked: see the invariants
-        self.broker[coid] = {"side": side, "qty": tt.LOT, "filled": 0, "status": "new",
+        order = self.position.orders[coid]              # tracked: see the invariants
+        self.broker[coid] = {"side": order.side, "qty": order.qty, "filled": 0, "status": "new",
                              "id": f"id-{coid}"}
 
     # -- the broker ------------------------------------------------------

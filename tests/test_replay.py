@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from sim import replay
-from sim.alpaca import Tape
+from sim.tape import Tape
 
 
 def test_rules_find_the_same_counts_in_the_hour_every_run():
@@ -18,7 +18,8 @@ def test_rules_find_the_same_counts_in_the_hour_every_run():
 
 def test_demo_replays_through_the_real_bot_and_writes_report_and_chart(tmp_path):
     """The bot sees every level change of the replayed tape, never holds more than
-    --quantity or less than nothing, and its position equals the fake's."""
+    --quantity or less than nothing, and its position and realized P&L (kept
+    exactly, rounded only when printed) equal the fake's."""
     assert replay.main(["--minutes", "3", "--quantity", "300", "--out", str(tmp_path)]) == 0
     tape = Tape(replay.DATA, 3)
     counts = replay.analyse(tape)
@@ -32,6 +33,9 @@ def test_demo_replays_through_the_real_bot_and_writes_report_and_chart(tmp_path)
     bot_position = int(re.search(r"position ([+-]\d+) shares", log)[1])
     fake_position = int(re.search(r"final position\s+([+-]\d+) shares", report)[1])
     assert bot_position == fake_position
+    # the bot's realized P&L, exact until printed, equals the fake's fills' to the cent
+    bot_realized = re.search(r"realized P&L ([+-]\$\d+\.\d\d)", log)[1]
+    assert f"realized P&L           {bot_realized}" in report
     held = 0
     for line in log.splitlines():                 # every fill the bot logged, in order
         if m := re.search(r"position ([+-]\d+)\)", line):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 
@@ -33,8 +34,9 @@ def armed_level(bid: int = 1000, bid_size: int = 900, ask_size: int = 300,
     return make_quote(bid, bid + 1, bid_size, ask_size, t_ms=1, q=q)
 
 
-def print_at(q: Quote, p: Position, price: int, size: int = 100, t_ms: float = 60):
-    return decide(q, p, price, size, round(t_ms * MS))
+def print_at(q: Quote, p: Position, price: int, size: int = 100, t_ms: float = 60,
+             conditions: list[str] | None = None):
+    return decide(q, p, tt.Trade(price, size, round(t_ms * MS), conditions))
 
 
 def fill(p: Position, coid: str, event: str, filled: int, avg_cents: int = 1001) -> int:
@@ -53,7 +55,7 @@ def test_prices_become_integer_cents_at_the_edge():
     got = []
     cfg = tt.Config(("MU",), 500, "k", "s", "http://x", "http://x", "iex")
     stream = tt.DataStream(cfg, {"MU": lambda *q: got.append(q[:4])}, print,
-                           lambda *t: got.append(t[1:3]))
+                           lambda symbol, trade: got.append((trade.price_cents, trade.size)))
     stream.dispatch(json.loads(
         '[{"T":"q","S":"MU","bp":10.01,"ap":41.19,"bs":3,"as":4,"t":"2026-03-02T15:04:05Z"},'
         ' {"T":"t","S":"MU","p":0.29,"s":100,"t":"2026-03-02T15:04:05Z"}]'))
@@ -217,6 +219,77 @@ def test_trade_meeting_no_rule_leaves_the_level_armed():
     assert q.armed and print_at(q, Position(500), 1001) is not None
 
 
+# ------------------------------------------------------- which prints count
+@pytest.mark.parametrize("codes", [["@", "Z"], [" ", "U"], ["@", "W"], [" ", "B"], ["4"],
+                                   ["@", "T"], ["@", "I"], ["O"], ["Q"], ["M"], ["5"], ["6"],
+                                   ["9"], ["X"], ["P"], ["C"], ["N"], ["R"], ["V"], ["7"],
+                                   ["H"], ["@", "K"], ["?"]])
+def test_print_with_any_code_outside_the_regular_set_is_not_followed(codes):
+    """A print is followed only if every condition code in its `c` list is one of
+    " ", "@", "F"; any other code excludes the print."""
+    assert print_at(armed_level(), Position(500), 1001, conditions=codes) is None
+
+
+@pytest.mark.parametrize("codes", [[" "], ["@"], ["F"], ["@", "F"], [" ", "F"], [], None])
+def test_regular_print_is_followed(codes):
+    """Regular sale (" " on tapes A/B, "@" on tape C and IEX), intermarket sweep
+    ("F"); a print with no `c` field counts as regular."""
+    assert print_at(armed_level(), Position(500), 1001, conditions=codes) is not None
+
+
+def test_excluded_print_leaves_the_level_armed():
+    """A trade that meets no rule leaves the level armed."""
+    q = armed_level()
+    assert print_at(q, Position(500), 1001, conditions=["@", "Z"]) is None
+    assert q.armed and print_at(q, Position(500), 1001) is not None
+
+
+@pytest.mark.parametrize("bid_size, ask_size, price, held", [(900, 0, 1001, 0), (0, 900, 1000, 100)])
+def test_a_side_of_size_zero_sends_nothing(bid_size, ask_size, price, held):
+    """Both live sizes are above zero (an empty side is not an infinite imbalance)."""
+    p = Position(500)
+    p.held = held
+    q = armed_level(1000, bid_size, ask_size, up=bid_size > 0)
+    assert print_at(q, p, price) is None
+
+
+# ------------------------------------------------------------------ odd lots
+@pytest.mark.parametrize("held, pending_sell, qty", [(40, 0, 40), (140, 100, 40), (250, 0, 100),
+                                                     (100, 100, None), (0, 0, None)])
+def test_sell_is_for_one_lot_or_the_odd_lot_that_is_left(held, pending_sell, qty):
+    """Sell for min(100, held - pending sells) when that is at least 1: an odd lot
+    left by a partial fill is sold by the next sell signal; never short."""
+    p = Position(500)
+    p.held = held
+    if pending_sell:
+        p.register("s1", "sell", pending_sell)
+    intent = print_at(armed_level(1000, 300, 900, up=False), p, 1000)
+    assert (intent and intent.qty) == qty
+
+
+# ------------------------------------------------------------ data gaps
+def test_forgotten_level_makes_the_next_level_a_first_level():
+    """After a gap in market data, the level is forgotten: the next level seen is
+    a first level, never armed (a one-cent move from a stale level is not a move)."""
+    q = armed_level(1000)
+    q.forget()
+    assert not q.armed
+    make_quote(1001, 1002, 900, 300, t_ms=5, q=q)          # one cent from the stale level
+    assert (q.level_bid, q.armed) == (1001, False)
+    make_quote(1002, 1003, 900, 300, t_ms=6, q=q)          # a real one-cent move
+    assert q.armed
+
+
+def test_level_change_with_an_unreadable_time_changes_nothing():
+    """A level change is applied whole or not at all: a quote whose time cannot be
+    read changes nothing."""
+    q = armed_level(1000, 900, 300)
+    before = {name: getattr(q, name) for name in tt.Quote.__slots__}
+    with pytest.raises(ValueError):
+        q.on_quote(1001, 1002, 50, 60, "not a time")
+    assert {name: getattr(q, name) for name in tt.Quote.__slots__} == before
+
+
 # ------------------------------------------------------------------ position
 def test_partial_fills_move_the_cumulative_delta_from_pending_to_held():
     """On partial_fill and fill: the change in cumulative filled_qty since last seen
@@ -248,6 +321,30 @@ def test_every_terminal_event_applies_final_fill_then_releases_pending(event):
     fill(p, "b1", "partial_fill", 20)
     fill(p, "b1", event, 35)
     assert (p.held, p.pending_buys, p.orders) == (35, 0, {})
+
+
+def test_realized_pnl_is_kept_exactly_and_rounded_only_when_printed():
+    """Realized P&L uses the average cost of the shares held, kept exactly (as a
+    fraction of cents), and is rounded to the cent only when printed."""
+    p = Position(500)
+    for coid, cents in (("b1", 1001), ("b2", 1002), ("b3", 1002)):
+        p.register(coid, "buy")
+        fill(p, coid, "fill", 100, avg_cents=cents)
+    p.register("s1", "sell")
+    fill(p, "s1", "fill", 100, avg_cents=1004)
+    assert p.realized_cents == Fraction(700, 3)             # 233 1/3 cents, not 234
+    assert tt.signed_dollars(p.realized_cents) == "+$2.33"
+    p.register("s2", "sell", 200)
+    fill(p, "s2", "fill", 200, avg_cents=1001)
+    assert p.realized_cents == Fraction(700, 3) - Fraction(400, 3) and p.cost_cents == 0
+
+
+@pytest.mark.parametrize("cents, text", [(Fraction(1, 2), "+$0.01"), (Fraction(-1, 2), "-$0.01"),
+                                         (Fraction(-149, 100), "-$0.01"), (Fraction(12345), "+$123.45"),
+                                         (Fraction(0), "+$0.00")])
+def test_pnl_is_rounded_half_away_from_zero_when_printed(cents, text):
+    """... rounded to the cent only when printed."""
+    assert tt.signed_dollars(cents) == text
 
 
 def test_sells_subtract_and_realize_pnl_against_average_cost():
@@ -286,7 +383,7 @@ def test_invariants_hold_over_random_updates():
             q = armed_level(1000, 300, 900, up=False)
             intent = print_at(q, p, 1000)
         if intent is not None:
-            p.register(f"o{i}", intent.side)
+            p.register(f"o{i}", intent.side, intent.qty)
         for coid, order in list(p.orders.items()):
             if rng.random() < 0.5:
                 filled = rng.randint(order.filled, order.qty)
