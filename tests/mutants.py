@@ -33,20 +33,39 @@ MUTANTS = {
                         "return size * IMBALANCE_RATIO.denominator >= other * IMBALANCE_RATIO.numerator"),
     "ratio-value": ('IMBALANCE_RATIO = Fraction("1.8")', 'IMBALANCE_RATIO = Fraction("1.5")'),
     "sell-ratio": ("outweighs(ask_size, bid_size)", "ask_size > bid_size"),
-    "guard-inclusive": ("as_ns(t) - quote.level_time_ns <= QUOTE_GUARD_NS",
-                        "as_ns(t) - quote.level_time_ns < QUOTE_GUARD_NS"),
+    "guard-inclusive": ("as_ns(trade.t) - quote.level_time_ns <= QUOTE_GUARD_NS",
+                        "as_ns(trade.t) - quote.level_time_ns < QUOTE_GUARD_NS"),
     "guard-off": ("QUOTE_GUARD_NS = 50_000_000", "QUOTE_GUARD_NS = 0"),
-    "lot-size": ("if size < LOT:", "if size < 1:"),
+    "lot-size": ("if trade.size < LOT:", "if trade.size < 1:"),
     "capacity": ("return self.preexisting + self.held + self.pending_buys + LOT <= self.quantity",
                  "return self.held + self.pending_buys < self.quantity - LOT"),
-    "short-selling": ("return self.held - self.pending_sells >= LOT", "return True"),
+    "short-selling": ("and position.sellable() >= 1):", "and True):"),
     "one-attempt": ("quote.disarm()\nreturn intent", "return intent"),
     "arm-any-jump": ("abs(bid - prev_bid) == TICK_CENTS", "True"),
     "arm-first-level": ("self.armed = prev_bid is not None and", "self.armed = "),
     "live-at-level": ("if not quote.at_level():", "if False:"),
+    # -- which prints count, odd lots, data gaps
+    "irregular-prints-followed": ("return conditions is None or REGULAR_CONDITIONS.issuperset(conditions)",
+                                  "return True"),
+    "one-regular-code-is-enough": ("return conditions is None or REGULAR_CONDITIONS.issuperset(conditions)",
+                                   "return conditions is None or not REGULAR_CONDITIONS.isdisjoint(conditions)"),
+    "cancels-trigger": ('elif kind == "t":', 'elif kind in ("t", "x"):'),
+    "empty-side-follows": ("if bid_size <= 0 or ask_size <= 0:", "if False:"),
+    "odd-lot-never-sold": ("and position.sellable() >= 1):", "and position.sellable() >= LOT):"),
+    "sell-always-a-lot": ('return Intent("sell", quote.level_bid, min(LOT, position.sellable()),',
+                          'return Intent("sell", quote.level_bid, LOT,'),
+    "bad-time-half-applied": ("level_time_ns = as_ns(t) if change else 0\nself.bid = bid",
+                              "self.bid = bid\nlevel_time_ns = as_ns(t) if change else 0"),
+    "level-kept-after-data-gap": ('inst.quote.forget()\nlog.warning("market data gap: level forgotten; '
+                                  'the next level is a first level")',
+                                  'inst.quote.disarm()\nlog.warning("market data gap")'),
+    "level-kept-after-watchdog": ("warned = True\nfor inst in self.instruments.values():\ninst.quote.forget()",
+                                  "warned = True\nfor inst in self.instruments.values():\ninst.quote.disarm()"),
     # -- the position
     "cumulative-fill": ("delta = min(filled_qty, order.qty) - order.filled",
                         "delta = min(filled_qty, order.qty)"),
+    "pnl-rounded-early": ("cost = self.cost_cents * delta / self.held if self.held else Fraction(0)",
+                          "cost = self.cost_cents * delta // self.held if self.held else Fraction(0)"),
     "expired-releases": ('{"fill", "canceled", "expired", "rejected", "done_for_day", "replaced"})',
                          '{"fill", "canceled", "rejected", "done_for_day", "replaced"})'),
     "held-before-ignored": ("return self.preexisting + self.held + self.pending_buys + LOT",
@@ -76,10 +95,9 @@ MUTANTS = {
                                   "return (not self.closing"),
     "orders-after-close-buffer": ("return (self.trading_live and not self.closing",
                                   "return (self.trading_live"),
-    "armed-after-data-drop": ('inst.quote.disarm()\nlog.warning("level disarmed until a fresh '
-                              'one-cent level change")',
-                              'log.warning("level disarmed until a fresh one-cent level change")'),
-    "watchdog-no-disarm": ("warned = True\nfor inst in self.instruments.values():\ninst.quote.disarm()",
+    "armed-after-data-drop": ('inst.quote.forget()\nlog.warning("market data gap: level forgotten; '
+                              'the next level is a first level")', 'log.warning("market data gap")'),
+    "watchdog-no-forget": ("warned = True\nfor inst in self.instruments.values():\ninst.quote.forget()",
                            "warned = True"),
     "stream-backoff-resets": ("if time.monotonic() - up_at >= STABLE_S:", "if True:"),
     "handshake-failure-fatal": ('log.warning("%s: reconnect failed (%s); retrying", name, exc)',
@@ -113,10 +131,13 @@ def mutate(source: str, old: str, new: str) -> str:
     if len(hits) != 1:
         raise LookupError(f"found {len(hits)} times")
     i = hits[0]
-    indent = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
+    indents = [line[:len(line) - len(line.lstrip())] for line in lines[i:i + len(want)]]
     block = "\n".join(code[i:i + len(want)])
     replaced = block.replace(old, new, 1).split("\n")
-    return "\n".join(lines[:i] + [indent + r for r in replaced] + lines[i + len(want):])
+    if len(replaced) != len(indents):      # lines dropped or added: the first line's indent
+        indents = [indents[0]] * len(replaced)
+    return "\n".join(lines[:i] + [ind + r for ind, r in zip(indents, replaced)]
+                     + lines[i + len(want):])
 
 
 def run(name: str, old: str, new: str) -> tuple[bool, str]:
