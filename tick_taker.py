@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import calendar
 import collections
+import datetime
 import functools
 import gc
 import itertools
@@ -53,6 +54,7 @@ from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Coroutine, Optional, Union
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import requests
@@ -80,6 +82,7 @@ REGULAR_CONDITIONS = frozenset({
 
 DEFAULT_SYMBOL = "SNAP"
 DEFAULT_QUANTITY = 500
+MAX_QUANTITY = 1_000_000             # --quantity above this is a typo, not a plan
 DEFAULT_FEED = "iex"
 PAPER_URL = "https://paper-api.alpaca.markets"
 LIVE_URL = "https://api.alpaca.markets"
@@ -113,7 +116,8 @@ DEFAULT_STALE_S = 60.0               # no market data this long: warn and forget
 DEFAULT_CLOSE_BUFFER_MIN = 5.0       # no new orders this close to the close
 
 # Exit codes (README, "What it prints").
-EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_ORDERS_OPEN = 0, 1, 2, 3
+EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_ORDERS_OPEN, EXIT_LOSS_LIMIT = 0, 1, 2, 3, 4
+LOSS_CHECK_S = 0.1                   # --max-loss: the P&L is checked this often (and on fills)
 
 # Terminal events: after these no more fills can come for the order.
 TERMINAL_EVENTS = frozenset(
@@ -122,6 +126,7 @@ FILL_EVENTS = frozenset({"partial_fill", "fill"})
 # A REST order's status, as the trade update event that would have reported it.
 STATUS_EVENTS = {"filled": "fill", "partially_filled": "partial_fill"}
 
+NEW_YORK = ZoneInfo("America/New_York")   # market hours are given in New York time
 log = logging.getLogger("tick_taker")
 
 
@@ -143,6 +148,7 @@ class Config:
     close_buffer_min: float = DEFAULT_CLOSE_BUFFER_MIN  # stop new orders before the close
     flatten_at_close: bool = False                    # sell what this run bought, then
     rest_rate: int = RATE_LIMIT_PER_MIN               # REST requests a minute, at most
+    max_loss_cents: Optional[int] = None              # stop the run at this loss (all symbols)
 
 
 # An exchange timestamp: integer ns since the epoch, or the stream's RFC-3339
@@ -272,6 +278,10 @@ class Position:
         """This run's shares not already being sold (never the shares held
         before the run)."""
         return self.held - self.pending_sells
+
+    def pnl_cents(self, mark_cents: int) -> Fraction:
+        """This run's P&L: realized, plus the shares held marked at `mark_cents`."""
+        return self.realized_cents + self.held * mark_cents - self.cost_cents
 
     # -- an order's life ---------------------------------------------------
     def register(self, client_order_id: str, side: str, qty: int = LOT,
@@ -500,6 +510,18 @@ def parse_ns(stamp: str) -> int:
         raise ValueError(f"bad timestamp {stamp!r}")
     head, frac, tz = m.groups()
     return _epoch_seconds(head, tz) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+
+
+def when_in_words(at_s: float, now_s: float) -> str:
+    """'in 3 h 12 min, at 09:30 ET (14:30 UTC)': a wait a trader reads at a glance."""
+    minutes = max(0, round((at_s - now_s) / 60))
+    days, rest = divmod(minutes, 24 * 60)
+    span = " ".join(part for part in (f"{days} d" if days else "",
+                                      f"{rest // 60} h" if rest >= 60 else "",
+                                      f"{rest % 60} min") if part)
+    utc = time.gmtime(at_s)
+    et = datetime.datetime.fromtimestamp(at_s, NEW_YORK)
+    return f"in {span}, at {et:%H:%M} ET ({utc.tm_hour:02d}:{utc.tm_min:02d} UTC)"
 
 
 def ws_url(http_url: str) -> str:
@@ -731,7 +753,9 @@ class OrderDesk:
         self.symbol_of: dict[str, str] = {}       # client_order_id -> symbol (the registry)
         self.lives: dict[str, asyncio.Task] = {}  # client_order_id -> the task seeing it through
         self._news: dict[str, asyncio.Event] = {}  # set when an update for the order arrives
-        self.stopping = False
+        self.stopping = False                     # Ctrl+C: no new order
+        self.cancel_all = False                   # every open order of the run is to be
+                                                  # cancelled (shutdown, the loss limit)
         self.session: Optional[aiohttp.ClientSession] = None
         self.last_call = -KEEP_WARM_S            # monotonic time of the last order call
 
@@ -809,13 +833,14 @@ class OrderDesk:
 
     async def _see_through(self, coid: str, position: Position, ioc: bool,
                            cancel_budgeted: bool) -> None:
-        """Until the order is terminal: cancel it (an IOC at once, anything at
-        shutdown), retrying refusals; wait for its updates and, when none
-        come, look it up; an unknown outcome is settled the same way."""
+        """Until the order is terminal: cancel it (an IOC at once, anything when
+        everything is cancelled), retrying refusals; wait for its updates
+        and, when none come, look it up; an unknown outcome is settled the
+        same way."""
         step = 0                           # backoff step for retries and look-ups
         cancelled = False                  # a cancel was accepted, or was not needed
         while (order := position.orders.get(coid)) is not None:
-            if order.order_id is not None and (ioc or self.stopping) and not cancelled:
+            if order.order_id is not None and (ioc or self.cancel_all) and not cancelled:
                 answer = await self._request("DELETE", f"/v2/orders/{order.order_id}",
                                              budgeted=cancel_budgeted)
                 cancel_budgeted = False
@@ -960,19 +985,32 @@ class OrderDesk:
         raise FatalError(f"could not cancel {coid}, an open order of an earlier run: "
                          "cancel it by hand, then start again")
 
+    async def cancel_everything(self, deadline_s: float = SHUTDOWN_DEADLINE_S) -> list[str]:
+        """Cancel every order of this run still open, with retries, until each
+        is terminal or the deadline passes. Returns the client ids still open
+        (or unknown) at the deadline."""
+        self.cancel_all = True
+        for news in self._news.values():
+            news.set()                     # a working market order: cancel it now
+        await self.settle(deadline_s)
+        self.cancel_all = False
+        return self.open_orders()
+
+    async def settle(self, deadline_s: float) -> None:
+        """Wait until every order of the run is terminal, or the deadline."""
+        lives = list(self.lives.values())
+        if lives:
+            await asyncio.wait(lives, timeout=deadline_s)
+
     async def shutdown(self, deadline_s: float = SHUTDOWN_DEADLINE_S) -> list[str]:
         """Ctrl+C: no new order; cancel every order of this run still open,
         with retries, until each is terminal or the deadline passes. Returns
         the client ids still open (or unknown) at the deadline."""
         self.stopping = True
-        for news in self._news.values():
-            news.set()                     # a working market order: cancel it now
-        lives = list(self.lives.values())
-        if lives:
-            await asyncio.wait(lives, timeout=deadline_s)
+        still_open = await self.cancel_everything(deadline_s)
         for task in list(self.lives.values()):
             task.cancel()
-        return self.open_orders()
+        return still_open
 
 
 OPEN_STATUSES = frozenset({"new", "accepted", "pending_new", "partially_filled",
@@ -1215,6 +1253,7 @@ class TickTaker:
         self.desk = OrderDesk(cfg, rest, self.rest_thread, limiter,
                               {s: i.position for s, i in self.instruments.items()})
         self.closing = False            # too close to the close for new orders
+        self.halted: Optional[str] = None  # why the run stopped trading itself (--max-loss)
         self.trading_live = False       # the trading stream is up: fills are seen
         self.close_at: Optional[float] = None    # epoch seconds, from the clock
         # Quotes go straight to each symbol's tracker (the hot path).
@@ -1230,7 +1269,7 @@ class TickTaker:
 
     def can_trade(self) -> bool:
         return (self.trading_live and not self.closing and not self.stop.is_set()
-                and not self.desk.stopping)
+                and not self.desk.stopping and self.halted is None)
 
     def on_trade(self, symbol: str, trade: Trade) -> None:
         inst = self.instruments[symbol]
@@ -1285,6 +1324,24 @@ class TickTaker:
             if name in raw:
                 log.info("account %s: %s", name, raw[name])
 
+    async def check_symbols(self) -> None:
+        """Each symbol must exist at Alpaca, be active and tradable: a typo
+        stops here, before anything trades."""
+        for symbol in self.cfg.symbols:
+            try:
+                asset = (await self.rest_call(f"look up {symbol}", self.rest.get_asset,
+                                              symbol))._raw
+            except APIError as exc:
+                if exc.status_code in (404, 422):
+                    raise FatalError(f"{symbol}: Alpaca knows no such symbol "
+                                     "(check the spelling)") from None
+                raise FatalError(f"cannot look up {symbol}: {describe(exc)}") from None
+            if asset.get("status") != "active":
+                raise FatalError(f"{symbol} is {asset.get('status')} at Alpaca: it does "
+                                 "not trade")
+            if not asset.get("tradable"):
+                raise FatalError(f"{symbol} is not tradable at Alpaca")
+
     async def wait_for_open(self) -> bool:
         """Wait until the market is open (the clock endpoint); False if stopped."""
         while True:
@@ -1293,8 +1350,8 @@ class TickTaker:
                 self.close_at = clock.next_close.timestamp()
                 return True
             wait = clock.next_open.timestamp() - time.time()
-            log.info("market closed: waiting %.0f s for the open at %s (Ctrl+C to stop)",
-                     max(wait, 0), clock.next_open)
+            log.info("market closed: it opens %s; waiting (Ctrl+C to stop)",
+                     when_in_words(clock.next_open.timestamp(), time.time()))
             try:
                 await asyncio.wait_for(self.stop.wait(), min(max(wait, 0.5), 300))
                 return False
@@ -1421,6 +1478,36 @@ class TickTaker:
         log.info("the market closed: stopping")
         self.stop.set()
 
+    def pnl_cents(self) -> Optional[Fraction]:
+        """This run's P&L over all symbols: realized, plus the shares held marked
+        at the live bid; None while a held symbol has no bid to mark it at."""
+        total = Fraction(0)
+        for inst in self.instruments.values():
+            if inst.position.held and inst.quote.bid <= 0:
+                return None
+            total += inst.position.pnl_cents(inst.quote.bid)
+        return total
+
+    async def loss_watch(self) -> None:
+        """--max-loss: when this run's P&L reaches -DOLLARS, no new orders,
+        cancel this run's open orders, sell what it holds at market, stop."""
+        limit = self.cfg.max_loss_cents
+        if limit is None:
+            return
+        while True:
+            await asyncio.sleep(LOSS_CHECK_S)
+            pnl = self.pnl_cents()
+            if pnl is not None and pnl <= -limit:
+                break
+        self.halted = (f"LOSS LIMIT: this run's P&L {signed_dollars(pnl)} reached "
+                       f"-${limit // 100}.{limit % 100:02d} (--max-loss)")
+        log.error("%s: no new orders; cancelling this run's open orders and selling "
+                  "what it holds at market", self.halted)
+        await self.desk.cancel_everything()
+        self.flatten()
+        await self.desk.settle(SHUTDOWN_DEADLINE_S)
+        self.stop.set()
+
     def flatten(self) -> None:
         """Sell, at market, the shares this run bought and still holds."""
         for symbol, inst in self.instruments.items():
@@ -1433,6 +1520,7 @@ class TickTaker:
     async def start(self) -> bool:
         """Everything before trading; False if stopped while waiting."""
         await self.check_account()
+        await self.check_symbols()
         if not await self.wait_for_open():
             return False
         await self.desk.open()
@@ -1477,19 +1565,27 @@ class TickTaker:
             asyncio.create_task(self.watchdog()),
             asyncio.create_task(self.close_watch()),
             asyncio.create_task(self.desk.keep_warm()),
+            asyncio.create_task(self.loss_watch()),
         }
-        done, _ = await asyncio.wait({stopper, trading, *tasks},
-                                     return_when=asyncio.FIRST_COMPLETED)
-        code = EXIT_OK
-        for task in done - {stopper}:
-            if not task.cancelled() and task.exception() is not None:
-                exc = task.exception()
-                if isinstance(exc, FatalError):
-                    log.error("%s", exc)
-                else:
-                    log.error("stopping on an unexpected error: %r", exc)
-                code = EXIT_FATAL
+        code = await self.until_stopped(stopper, {trading, *tasks})
         return await self.shutdown(tasks | {stopper}, trading, code)
+
+    @staticmethod
+    async def until_stopped(stopper: asyncio.Task, tasks: set[asyncio.Task]) -> int:
+        """Until `stop` is set or a task fails; the exit code. A task that
+        simply ends (say, the loss watch with no limit) stops nothing."""
+        running = {stopper, *tasks}
+        while True:
+            done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                return EXIT_OK
+            for task in done:
+                if not task.cancelled() and (exc := task.exception()) is not None:
+                    if isinstance(exc, FatalError):
+                        log.error("%s", exc)
+                    else:
+                        log.error("stopping on an unexpected error: %r", exc)
+                    return EXIT_FATAL
 
     async def shutdown(self, tasks: set, trading: Optional[asyncio.Task], code: int) -> int:
         """Stop trading, cancel this run's open orders until each is terminal
@@ -1506,6 +1602,8 @@ class TickTaker:
         await self.trading.close()
         await self.desk.close()
         self.log_summary()
+        if self.halted:
+            code = code or EXIT_LOSS_LIMIT
         if still_open:
             log.error("%d order(s) of this run may still be open at Alpaca: %s; check "
                       "them in your dashboard", len(still_open), ", ".join(still_open))
@@ -1523,82 +1621,181 @@ class TickTaker:
             if p.preexisting:
                 log.info("shares of %s held before this run, untouched: %d", symbol,
                          p.preexisting)
+        if self.halted:
+            log.error("SUMMARY: %s; the run stopped itself", self.halted)
 
 
 # --------------------------------------------------------------------------
 # Command line and start-up.
 # --------------------------------------------------------------------------
+SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9]{0,5}([.][A-Z]{1,2})?$")   # SNAP, BRK.B
+
+
+def symbols(text: str) -> list[str]:
+    """argparse type for --symbol: a stock, or several separated by commas."""
+    found = [part.strip().upper() for part in text.split(",")]
+    bad = [s for s in found if not SYMBOL_RE.match(s)]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a stock symbol (like SNAP, BRK.B, or SNAP,MU,AMD)")
+    return found
+
+
 def lots(text: str) -> int:
     """argparse type for --quantity: a positive multiple of the lot."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0 or value % LOT:
+    if value <= 0 or value % LOT or value > MAX_QUANTITY:
         raise argparse.ArgumentTypeError(
-            f"must be a positive multiple of {LOT} (got {value})")
+            f"must be a positive multiple of {LOT}, at most {MAX_QUANTITY:,} (got {value})")
     return value
+
+
+def in_range(kind: Callable[[str], float], low: float, high: float,
+             low_open: bool = False) -> Callable[[str], float]:
+    """argparse type: a number of `kind` in [low, high] (or (low, high])."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value != value or value > high or value < low or (low_open and value == low):
+            raise argparse.ArgumentTypeError(
+                f"must be {'more than' if low_open else 'at least'} {low:g} and at most "
+                f"{high:g} (got {text})")
+        return value
+    return parse
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Order-book-imbalance tick taker for Alpaca (see README.md).")
-    p.add_argument("--symbol", default=DEFAULT_SYMBOL, type=str.upper,
-                   help=f"stock to trade (default {DEFAULT_SYMBOL})")
+    p.add_argument("--symbol", action="append", type=symbols, metavar="SYMBOL[,SYMBOL...]",
+                   help=f"stock(s) to trade: SNAP, or SNAP,MU,AMD, or the flag repeated "
+                   f"(default {DEFAULT_SYMBOL})")
     p.add_argument("--quantity", default=DEFAULT_QUANTITY, type=lots,
-                   help=f"most shares to hold, a multiple of {LOT} (default {DEFAULT_QUANTITY})")
+                   help=f"most shares to hold of each symbol, a multiple of {LOT} "
+                   f"(default {DEFAULT_QUANTITY})")
+    p.add_argument("--live", action="store_true",
+                   help="allow trading with real money: required for any endpoint other "
+                   "than Alpaca's paper one")
+    p.add_argument("--max-loss", type=in_range(float, 0, 1e9, low_open=True),
+                   metavar="DOLLARS", help="stop the run when its P&L (realized, plus held "
+                   "shares at the bid) reaches -DOLLARS: cancel, sell what it holds at "
+                   f"market, exit {EXIT_LOSS_LIMIT} (default: no limit)")
     p.add_argument("--key-id", help="API key id (else APCA_API_KEY_ID)")
-    p.add_argument("--secret-key", help="API secret key (else APCA_API_SECRET_KEY)")
+    p.add_argument("--secret-key", help="API secret key (else APCA_API_SECRET_KEY; prefer "
+                   "those, a flag shows in the process list)")
     p.add_argument("--base-url", help="trading API URL (else APCA_API_BASE_URL; default "
                    "paper for PK... keys, live otherwise)")
     p.add_argument("--data-url", help="market-data stream URL (else APCA_API_STREAM_URL; "
                    f"default {DATA_STREAM_URL})")
     p.add_argument("--feed", choices=("iex", "sip"), default=DEFAULT_FEED,
                    help="market-data feed (default iex; sip needs a paid plan)")
-    p.add_argument("--stop-before-close", type=float, default=DEFAULT_CLOSE_BUFFER_MIN,
-                   metavar="MINUTES", help="send no new orders this many minutes before "
-                   f"the close (default {DEFAULT_CLOSE_BUFFER_MIN:g})")
+    p.add_argument("--stop-before-close", type=in_range(float, 0, 390),
+                   default=DEFAULT_CLOSE_BUFFER_MIN, metavar="MINUTES",
+                   help="send no new orders this many minutes before the close "
+                   f"(default {DEFAULT_CLOSE_BUFFER_MIN:g})")
     p.add_argument("--flatten-at-close", action="store_true",
                    help="then sell, at market, what this run bought and still holds")
-    p.add_argument("--stale-seconds", type=float, default=DEFAULT_STALE_S, metavar="SECONDS",
-                   help="warn and stop trading the level after this long without market "
-                   f"data (default {DEFAULT_STALE_S:g})")
-    p.add_argument("--rest-rate", type=int, default=RATE_LIMIT_PER_MIN, metavar="PER_MINUTE",
+    p.add_argument("--stale-seconds", type=in_range(float, 0.1, 86400), default=DEFAULT_STALE_S,
+                   metavar="SECONDS", help="warn and forget the level after this long without "
+                   f"market data (default {DEFAULT_STALE_S:g})")
+    p.add_argument("--rest-rate", type=in_range(int, 2, 1_000_000), default=RATE_LIMIT_PER_MIN,
+                   metavar="PER_MINUTE",
                    help=f"most REST requests a minute (default {RATE_LIMIT_PER_MIN}, "
                    "Alpaca's documented limit; raise it only if your plan allows more)")
+    p.add_argument("--log-file", type=Path, metavar="PATH",
+                   help="also write the log to this file (appended; the same lines as the "
+                   "terminal)")
     p.add_argument("--debug", action="store_true", help="also log every level change")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    chosen = [s for group in (args.symbol or [[DEFAULT_SYMBOL]]) for s in group]
+    args.symbol = list(dict.fromkeys(chosen))          # in order, once each
+    return args
 
 
 def make_config(args: argparse.Namespace) -> Config:
     """Flag > environment > .env (already loaded, never overriding) > default."""
-    key_id = args.key_id or os.environ.get("APCA_API_KEY_ID")
-    secret = args.secret_key or os.environ.get("APCA_API_SECRET_KEY")
+    key_id = (args.key_id or os.environ.get("APCA_API_KEY_ID") or "").strip()
+    secret = (args.secret_key or os.environ.get("APCA_API_SECRET_KEY") or "").strip()
     if not key_id or not secret:
         raise FatalError(
             "no API keys: set APCA_API_KEY_ID and APCA_API_SECRET_KEY in the environment "
             "or in a .env file (copy .env.example), or pass --key-id/--secret-key")
+    for name, value in (("APCA_API_KEY_ID", key_id), ("APCA_API_SECRET_KEY", secret)):
+        if not value.isprintable() or " " in value:
+            raise FatalError(f"{name} contains spaces or control characters: copy the key "
+                             "again from Alpaca's dashboard")
     default_base = PAPER_URL if key_id.startswith("PK") else LIVE_URL
-    base = args.base_url or os.environ.get("APCA_API_BASE_URL") or default_base
-    data = args.data_url or os.environ.get("APCA_API_STREAM_URL") or DATA_STREAM_URL
+    base = (args.base_url or os.environ.get("APCA_API_BASE_URL") or default_base).strip()
+    data = (args.data_url or os.environ.get("APCA_API_STREAM_URL") or DATA_STREAM_URL).strip()
     for name, url in (("base URL", base), ("data URL", data)):
-        if not re.match(r"^(http|ws)s?://", url):
+        if not re.match(r"^(http|ws)s?://[^/\s]+", url):
             raise FatalError(f"the {name} {url!r} must start with http(s):// or ws(s)://")
-    return Config((args.symbol,), args.quantity, key_id, secret, base.rstrip("/"),
+    max_loss = None if args.max_loss is None else round(args.max_loss * 100)
+    return Config(tuple(args.symbol), args.quantity, key_id, secret, base.rstrip("/"),
                   data.rstrip("/"), args.feed, args.stale_seconds, args.stop_before_close,
-                  args.flatten_at_close, args.rest_rate)
+                  args.flatten_at_close, args.rest_rate, max_loss)
 
 
-def setup_logging(debug: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    fmt = logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)-7s %(message)s",
-                            "%Y-%m-%d %H:%M:%S")
+class Redacting(logging.Formatter):
+    """Every line passes here, whatever logged it (this script, the SDK, an
+    HTTP library's error): the secret key is replaced before it is written."""
+
+    secrets: set[str] = set()
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for secret in self.secrets:
+            text = text.replace(secret, "[secret]")
+        return text
+
+    @classmethod
+    def hide(cls, secret: Optional[str]) -> None:
+        """Redact this secret from now on: as it is, stripped, and as repr()
+        and JSON would escape it."""
+        if secret and secret.strip():
+            for form in {secret, secret.strip()}:
+                cls.secrets |= {form, repr(form)[1:-1], json.dumps(form)[1:-1]}
+
+
+def setup_logging(debug: bool, log_file: Optional[Path] = None) -> None:
+    """UTC timestamps, one event a line, to the terminal and --log-file."""
+    fmt = Redacting("%(asctime)s.%(msecs)03d %(levelname)-7s %(message)s",
+                    "%Y-%m-%d %H:%M:%S")
     fmt.converter = time.gmtime                    # UTC timestamps
-    handler.setFormatter(fmt)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     root = logging.getLogger()
-    root.addHandler(handler)
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
     root.setLevel(logging.INFO)
     log.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+def live_gate(cfg: Config, live: bool) -> bool:
+    """Real money only on purpose: any endpoint but Alpaca's paper one needs
+    --live. True if the run may go on."""
+    kind = endpoint_kind(cfg.base_url)
+    key = f"{cfg.key_id[:4]}..."
+    if kind == "PAPER":
+        log.info("endpoint: PAPER trading at %s (key id %s)", cfg.base_url, key)
+        return True
+    what = ("Alpaca's LIVE endpoint" if kind == "LIVE" else
+            "not Alpaca's paper endpoint (the bot cannot tell paper from live there)")
+    if not live:
+        log.error("refusing to start: %s is %s, with key id %s. That is real money: pass "
+                  "--live to trade it, or use paper keys at %s", cfg.base_url, what, key,
+                  PAPER_URL)
+        return False
+    log.warning("*** LIVE TRADING with real money: %s is %s, key id %s (--live) ***",
+                cfg.base_url, what, key)
+    return True
 
 
 async def amain(cfg: Config) -> int:
@@ -1621,18 +1818,24 @@ async def amain(cfg: Config) -> int:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-    setup_logging(args.debug)
+    try:
+        setup_logging(args.debug, args.log_file)
+    except OSError as exc:
+        print(f"cannot write the log file {args.log_file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     load_dotenv(Path.cwd() / ".env", override=False)
+    for secret in (args.secret_key, os.environ.get("APCA_API_SECRET_KEY")):
+        Redacting.hide(secret)
     try:
         cfg = make_config(args)
     except FatalError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
-    kind = endpoint_kind(cfg.base_url)
-    log.log(logging.WARNING if kind == "LIVE" else logging.INFO,
-            "endpoint: %s trading at %s", kind, cfg.base_url)
-    log.info("trading %s, at most %d shares, feed %s", ",".join(cfg.symbols), cfg.quantity,
-             cfg.feed)
+    if not live_gate(cfg, args.live):
+        return EXIT_USAGE
+    log.info("trading %s, at most %d shares of each, feed %s%s", ",".join(cfg.symbols),
+             cfg.quantity, cfg.feed, "" if cfg.max_loss_cents is None else
+             f", loss limit -${cfg.max_loss_cents / 100:.2f}")
     if cfg.feed == "iex":
         log.warning("feed iex: quotes are IEX's alone, not the consolidated (SIP) quote "
                     "the signal assumes; sizes and levels will differ from the NBBO")

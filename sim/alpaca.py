@@ -134,6 +134,8 @@ class FakeAlpaca:
         self.close_at = time.time() + 6 * 3600
         self.rate_reset_s = 60                     # X-RateLimit-Reset, from now
         self.account_extra: dict[str, Any] = {}      # e.g. {"trading_blocked": True}
+        self.assets: dict[str, Optional[dict]] = {}  # per symbol: None (unknown: 404), or
+                                                     # fields to change, e.g. {"tradable": False}
         self.data_auth_error: Optional[tuple[int, str]] = None   # e.g. (406, "...")
         self.default_policy = FillPolicy()
         self.policies: list[FillPolicy] = []
@@ -297,11 +299,14 @@ class FakeAlpaca:
 
     async def get_asset(self, request: web.Request) -> web.Response:
         symbol = request.match_info["symbol"].upper()
-        return web.json_response({"id": str(uuid.uuid5(uuid.NAMESPACE_OID, symbol)),
-                                  "class": "us_equity", "exchange": "NASDAQ", "symbol": symbol,
-                                  "name": symbol, "status": "active", "tradable": True,
-                                  "marginable": True, "shortable": True,
-                                  "easy_to_borrow": True, "fractionable": True})
+        if symbol in self.assets and self.assets[symbol] is None:
+            return error_body(404, "asset not found", 40410000)
+        body = {"id": str(uuid.uuid5(uuid.NAMESPACE_OID, symbol)), "class": "us_equity",
+                "exchange": "NASDAQ", "symbol": symbol, "name": symbol, "status": "active",
+                "tradable": True, "marginable": True, "shortable": True,
+                "easy_to_borrow": True, "fractionable": True}
+        body.update(self.assets.get(symbol) or {})
+        return web.json_response(body)
 
     async def post_order(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -872,6 +877,7 @@ def main() -> None:
         print("point the bot at it with:")
         for name, value in fake.env().items():
             print(f"  export {name}={value}")
+        print("and run it with --live: the fake is not Alpaca's paper endpoint")
         await asyncio.Event().wait()
 
     try:

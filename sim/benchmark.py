@@ -145,7 +145,7 @@ class Run:
         env = clean_env(**self.fake.env())
         if kind == "bot":
             # hundreds of orders a minute here: lift the bot's REST rate limit
-            self.client = Bot(["--symbol", symbol, "--quantity", str(QUANTITY),
+            self.client = Bot(["--symbol", symbol, "--quantity", str(QUANTITY), "--live",
                                "--rest-rate", "1000000"], env, tmp,
                               log_name=f"{kind}.log")
         else:

@@ -101,7 +101,7 @@ def run(tape: Tape, speed: Optional[float], quantity: int, latency_ms: float,
     fake = FakeAlpaca().start()
     # The hour plays in seconds: Alpaca's 200 requests a minute is a wall-clock
     # limit, so it is lifted here (the fake does not enforce one either).
-    bot = Bot(["--symbol", SYMBOL, "--quantity", str(quantity), "--debug",
+    bot = Bot(["--symbol", SYMBOL, "--quantity", str(quantity), "--debug", "--live",
                "--rest-rate", "1000000"],
               clean_env(**fake.env()), out)
     try:

@@ -25,11 +25,13 @@ def at(ms: float) -> int:
 
 def start_bot(fake: FakeAlpaca, tmp_path: Path, *args: str, symbol: str = SYMBOL,
               quantity: Optional[int] = 500, env: Optional[dict] = None,
-              ready: bool = True) -> Bot:
-    """Start the bot against `fake` with the real CLI and environment variables."""
+              ready: bool = True, live: bool = True) -> Bot:
+    """Start the bot against `fake` with the real CLI and environment variables.
+
+    The fake is not Alpaca's paper endpoint, so the bot needs --live for it."""
     argv = ["--symbol", symbol, *([] if quantity is None else ["--quantity", str(quantity)]),
-            *args]
-    bot = Bot(argv, clean_env(**fake.env(), **(env or {})), tmp_path)
+            *(["--live"] if live else []), *args]
+    bot = Bot(argv, clean_env(**{**fake.env(), **(env or {})}), tmp_path)
     if ready:
         try:
             fake.wait_ready(symbol)
@@ -62,9 +64,10 @@ def stop_cleanly(bot) -> str:
 
 
 def warnings(out: str) -> list[str]:
-    """Warning and error lines, but for the expected IEX-feed warning."""
+    """Warning and error lines, but for the expected IEX-feed and --live ones."""
     return [line for line in out.splitlines()
-            if ("WARNING" in line or "ERROR" in line) and "feed iex" not in line]
+            if ("WARNING" in line or "ERROR" in line) and "feed iex" not in line
+            and "LIVE TRADING" not in line]
 
 
 def assert_clean(out: str) -> None:

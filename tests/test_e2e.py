@@ -289,7 +289,7 @@ def test_missing_keys_exit_nonzero_naming_the_variables(fake, tmp_path):
     """With no keys, exit non-zero at once with a message naming
     APCA_API_KEY_ID/APCA_API_SECRET_KEY and .env.example."""
     env = {k: v for k, v in fake.env().items() if "KEY" not in k}
-    bot = Bot(["--symbol", SYMBOL], clean_env(**env), tmp_path)
+    bot = Bot(["--symbol", SYMBOL, "--live"], clean_env(**env), tmp_path)
     assert bot.wait_exit() == 2
     out = bot.output()
     assert all(s in out for s in ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY", ".env.example"))
@@ -313,7 +313,7 @@ def test_env_file_supplies_keys_but_never_overrides_the_environment(fake, tmp_pa
                                    f"APCA_API_SECRET_KEY={fake.secret_key}\n"
                                    f"APCA_API_BASE_URL=http://127.0.0.1:9\n")
     env = clean_env(APCA_API_BASE_URL=fake.url, APCA_API_STREAM_URL=fake.url)
-    bot = Bot(["--symbol", SYMBOL], env, tmp_path)
+    bot = Bot(["--symbol", SYMBOL, "--live"], env, tmp_path)
     fake.wait_ready(SYMBOL)
     stop_cleanly(bot)
 
@@ -322,7 +322,7 @@ def test_flags_override_the_environment(fake, tmp_path):
     """Precedence: flag > environment."""
     env = clean_env(APCA_API_KEY_ID="PKWRONG", APCA_API_SECRET_KEY="wrong",
                     APCA_API_BASE_URL="http://127.0.0.1:9", APCA_API_STREAM_URL="http://127.0.0.1:9")
-    bot = Bot(["--symbol", SYMBOL, "--key-id", fake.key_id, "--secret-key", fake.secret_key,
+    bot = Bot(["--symbol", SYMBOL, "--live", "--key-id", fake.key_id, "--secret-key", fake.secret_key,
                "--base-url", fake.url, "--data-url", fake.url], env, tmp_path)
     fake.wait_ready(SYMBOL)
     stop_cleanly(bot)

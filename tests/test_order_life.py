@@ -143,7 +143,7 @@ def test_no_order_is_queued_or_sent_after_ctrl_c(fake, run_bot):
     """An order is sent only if the REST rate budget has room for its submit and its
     cancel right now; otherwise the signal is skipped (not queued, not sent late),
     and never after Ctrl+C."""
-    bot = run_bot("--rest-rate", "7")           # start-up takes 5: room for one order
+    bot = run_bot("--rest-rate", "8")           # start-up takes 6: room for one order
     buy_signal(fake, 1000, t=0)
     fake.wait_cancels(1)
     buy_signal(fake, 1010, t=1000)              # no room: skipped
