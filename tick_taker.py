@@ -172,7 +172,7 @@ class Quote:
     """
     # Fixed slots: every quote passes here, and slot stores are the cheapest.
     __slots__ = ("level_bid", "level_ask", "level_time_ns", "armed", "bid", "ask",
-                 "bid_size", "ask_size", "level_changes", "armed_levels")
+                 "bid_size", "ask_size", "level_changes", "armed_levels", "quotes")
 
     def __init__(self) -> None:
         self.level_bid: Optional[int] = None
@@ -181,6 +181,7 @@ class Quote:
         self.armed = False
         self.bid = self.ask = self.bid_size = self.ask_size = 0
         self.level_changes = self.armed_levels = 0       # counts, for the summary
+        self.quotes = 0                                  # quotes seen (the watchdog's pulse)
 
     def on_quote(self, bid: int, ask: int, bid_size: int, ask_size: int,
                  t: ExchangeTime) -> bool:
@@ -196,6 +197,7 @@ class Quote:
         self.ask = ask                    # and every quote passes here)
         self.bid_size = bid_size
         self.ask_size = ask_size
+        self.quotes += 1
         if not change:
             return False
         # Armed only for a one-tick move of both sides in the same direction;
@@ -1450,19 +1452,31 @@ class TickTaker:
         self.trading_live = True
 
     async def watchdog(self) -> None:
-        """No market data for stale_s seconds: warn, and do not trade the stale level."""
-        stale_s, warned = self.cfg.stale_s, False
+        """A symbol with no quotes for stale_s seconds: warn, and forget its level
+        (a gap in its data). Per symbol: a quiet symbol is not a dead stream;
+        when every symbol is quiet, that is said too."""
+        stale_s = self.cfg.stale_s
+        seen = {s: (-1, time.monotonic()) for s in self.instruments}   # quotes, since when
+        warned: set[str] = set()
+        all_quiet = False
         while True:
             await asyncio.sleep(min(1.0, stale_s / 4))
-            quiet = time.monotonic() - self.data.last_data
-            if quiet < stale_s:
-                warned = False
-            elif not warned:
-                warned = True
-                for inst in self.instruments.values():
+            now = time.monotonic()
+            for symbol, inst in self.instruments.items():
+                count, since = seen[symbol]
+                if inst.quote.quotes != count:
+                    seen[symbol] = (inst.quote.quotes, now)
+                    warned.discard(symbol)
+                elif now - since >= stale_s and symbol not in warned:
+                    warned.add(symbol)
                     inst.quote.forget()
-                log.warning("no market data for %.0f s: level forgotten; the next level "
-                            "is a first level", quiet)
+                    log.warning("no quotes for %s for %.0f s: its level forgotten; the next "
+                                "level is a first level", symbol, now - since)
+            if len(self.instruments) > 1 and (warned == set(self.instruments)) != all_quiet:
+                all_quiet = not all_quiet
+                if all_quiet:
+                    log.warning("no quotes for any symbol: the stream may be dead (its pings "
+                                "will tell)")
 
     async def close_watch(self) -> None:
         """Stop new orders close_buffer_min before the close; flatten if asked;
@@ -1621,6 +1635,11 @@ class TickTaker:
             if p.preexisting:
                 log.info("shares of %s held before this run, untouched: %d", symbol,
                          p.preexisting)
+        if len(self.instruments) > 1:
+            ps = [i.position for i in self.instruments.values()]
+            log.info("SUMMARY TOTAL: orders sent %d, bought %d, sold %d, realized P&L %s",
+                     sum(p.orders_sent for p in ps), sum(p.bought for p in ps),
+                     sum(p.sold for p in ps), signed_dollars(sum(p.realized_cents for p in ps)))
         if self.halted:
             log.error("SUMMARY: %s; the run stopped itself", self.halted)
 
@@ -1717,10 +1736,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return args
 
 
-def make_config(args: argparse.Namespace) -> Config:
-    """Flag > environment > .env (already loaded, never overriding) > default."""
-    key_id = (args.key_id or os.environ.get("APCA_API_KEY_ID") or "").strip()
-    secret = (args.secret_key or os.environ.get("APCA_API_SECRET_KEY") or "").strip()
+def credentials(key_id: Optional[str] = None, secret: Optional[str] = None,
+                base_url: Optional[str] = None) -> tuple[str, str, str]:
+    """The keys and the trading URL: flag > environment > .env (loaded by the
+    caller, never overriding) > default. The replay's downloads use this too."""
+    key_id = (key_id or os.environ.get("APCA_API_KEY_ID") or "").strip()
+    secret = (secret or os.environ.get("APCA_API_SECRET_KEY") or "").strip()
     if not key_id or not secret:
         raise FatalError(
             "no API keys: set APCA_API_KEY_ID and APCA_API_SECRET_KEY in the environment "
@@ -1730,13 +1751,23 @@ def make_config(args: argparse.Namespace) -> Config:
             raise FatalError(f"{name} contains spaces or control characters: copy the key "
                              "again from Alpaca's dashboard")
     default_base = PAPER_URL if key_id.startswith("PK") else LIVE_URL
-    base = (args.base_url or os.environ.get("APCA_API_BASE_URL") or default_base).strip()
+    base = (base_url or os.environ.get("APCA_API_BASE_URL") or default_base).strip()
+    check_url("base URL", base)
+    return key_id, secret, base.rstrip("/")
+
+
+def check_url(name: str, url: str) -> None:
+    if not re.match(r"^(http|ws)s?://[^/\s]+", url):
+        raise FatalError(f"the {name} {url!r} must start with http(s):// or ws(s)://")
+
+
+def make_config(args: argparse.Namespace) -> Config:
+    """Flag > environment > .env (already loaded, never overriding) > default."""
+    key_id, secret, base = credentials(args.key_id, args.secret_key, args.base_url)
     data = (args.data_url or os.environ.get("APCA_API_STREAM_URL") or DATA_STREAM_URL).strip()
-    for name, url in (("base URL", base), ("data URL", data)):
-        if not re.match(r"^(http|ws)s?://[^/\s]+", url):
-            raise FatalError(f"the {name} {url!r} must start with http(s):// or ws(s)://")
+    check_url("data URL", data)
     max_loss = None if args.max_loss is None else round(args.max_loss * 100)
-    return Config(tuple(args.symbol), args.quantity, key_id, secret, base.rstrip("/"),
+    return Config(tuple(args.symbol), args.quantity, key_id, secret, base,
                   data.rstrip("/"), args.feed, args.stale_seconds, args.stop_before_close,
                   args.flatten_at_close, args.rest_rate, max_loss)
 

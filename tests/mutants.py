@@ -59,8 +59,8 @@ MUTANTS = {
     "level-kept-after-data-gap": ('inst.quote.forget()\nlog.warning("market data gap: level forgotten; '
                                   'the next level is a first level")',
                                   'inst.quote.disarm()\nlog.warning("market data gap")'),
-    "level-kept-after-watchdog": ("warned = True\nfor inst in self.instruments.values():\ninst.quote.forget()",
-                                  "warned = True\nfor inst in self.instruments.values():\ninst.quote.disarm()"),
+    "level-kept-after-watchdog": ("warned.add(symbol)\ninst.quote.forget()",
+                                  "warned.add(symbol)\ninst.quote.disarm()"),
     # -- the position
     "cumulative-fill": ("delta = min(filled_qty, order.qty) - order.filled",
                         "delta = min(filled_qty, order.qty)"),
@@ -83,11 +83,11 @@ MUTANTS = {
         "if order is None or order.order_id is not None:"),
     "update-keeps-id-unknown": ("order.order_id, order.unknown = order_id, False",
                                 "order.unknown = False"),
-    "no-cancel": ("if order.order_id is not None and (ioc or self.stopping) and not cancelled:",
-                  "if order.order_id is not None and self.stopping and not cancelled:"),
+    "no-cancel": ("if order.order_id is not None and (ioc or self.cancel_all) and not cancelled:",
+                  "if order.order_id is not None and self.cancel_all and not cancelled:"),
     "cancel-gives-up": ('log.warning("cancel of %s refused (%s); retrying in %.1f s", coid, answer, delay)\n'
                         "await self._news_or_timeout(coid, delay)", "return"),
-    "shutdown-no-wait": ("await asyncio.wait(lives, timeout=deadline_s)", "pass"),
+    "shutdown-no-wait": ("await self.settle(deadline_s)\nself.cancel_all = False", "self.cancel_all = False"),
     "exit-0-with-open-orders": ("return code or EXIT_ORDERS_OPEN", "return code"),
     # -- streams, start-up and the run
     "no-reconcile-after-drop": ("await self.desk.reconcile()", "pass"),
@@ -97,8 +97,7 @@ MUTANTS = {
                                   "return (self.trading_live"),
     "armed-after-data-drop": ('inst.quote.forget()\nlog.warning("market data gap: level forgotten; '
                               'the next level is a first level")', 'log.warning("market data gap")'),
-    "watchdog-no-forget": ("warned = True\nfor inst in self.instruments.values():\ninst.quote.forget()",
-                           "warned = True"),
+    "watchdog-no-forget": ("warned.add(symbol)\ninst.quote.forget()", "warned.add(symbol)"),
     "stream-backoff-resets": ("if time.monotonic() - up_at >= STABLE_S:", "if True:"),
     "handshake-failure-fatal": ('log.warning("%s: reconnect failed (%s); retrying", name, exc)',
                                 "raise FatalError(str(exc))"),

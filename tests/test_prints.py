@@ -113,7 +113,7 @@ def test_level_is_forgotten_after_the_watchdog_fires(fake, run_bot):
     forgotten: a one-cent move measured from a stale level is not a move."""
     bot = run_bot("--stale-seconds", "0.5")
     arm(fake, 1000, t=0)
-    bot.wait_log("no market data for")
+    bot.wait_log("no quotes for MU for")
     fake.push(quote(SYMBOL, 1001, 1002, 900, 300, at(100)),
               trade(SYMBOL, 1002, 100, at(200)))
     assert sentinel(fake, 0) == []
@@ -139,6 +139,6 @@ def test_realized_pnl_is_exact_and_rounded_only_when_printed(fake, bot):
     sell_signal(fake, 1004, t=5000)                      # sells 100 at 10.04
     bot.wait_log("FILL SELL 100")
     s = assert_in_step(fake, stop_cleanly(bot), 0)
-    cost = Fraction(sum(price * n for _, side, n, price in fake.executions if side == "buy"))
+    cost = Fraction(sum(price * n for _, _, side, n, price in fake.executions if side == "buy"))
     exact = 100 * (Fraction(1004) - cost / 300)          # cents: 233 1/3
     assert s["realized"] == pytest.approx(float(round(exact) / 100)) == 2.33

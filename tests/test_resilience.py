@@ -174,7 +174,7 @@ def test_waits_for_the_open(fake, run_bot):
     """Market hours: wait for the open (the clock endpoint)."""
     fake.open_at = time.time() + 3
     bot = run_bot(ready=False)
-    bot.wait_log("market closed: waiting")
+    bot.wait_log("market closed: it opens in")
     assert fake.received.data_connections == 0
     fake.wait_ready(SYMBOL)
     stop_cleanly(bot)
@@ -202,7 +202,7 @@ def test_silent_feed_is_reported_and_its_level_not_traded(fake, run_bot):
     trade on the stale level."""
     bot = run_bot("--stale-seconds", "0.5", "--debug")
     level_t = arm(fake, 1000, t=0)
-    bot.wait_log("no market data for", after="level MU 10.00/10.01 armed")
+    bot.wait_log("no quotes for MU for", after="level MU 10.00/10.01 armed")
     fake.push(trade(SYMBOL, 1001, 100, at(level_t + 60)))
     assert sentinel(fake, 0) == []
     assert limit_cents(fake.received.orders[0]) == 9001

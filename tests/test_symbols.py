@@ -1,0 +1,153 @@
+"""Several symbols on one connection, end to end: one data connection and one
+trading stream, each symbol with its own level, position and --quantity;
+shared rate budget, loss limit and shutdown."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from sim.alpaca import quote, trade
+from tests.helpers import (arm, assert_clean, at, buy_signal, limit_cents, sell_signal,
+                           sentinel, start_bot, stop_cleanly)
+
+SYMBOLS = ("MU", "AMD", "SNAP")
+
+
+@pytest.fixture
+def three(fake, tmp_path):
+    """Start the bot on three symbols with --quantity per symbol."""
+    bots = []
+
+    def start(*args: str, quantity: int = 100, ready: bool = True):
+        bot = start_bot(fake, tmp_path, *args, symbol=",".join(SYMBOLS), quantity=quantity,
+                        ready=False)
+        bots.append(bot)
+        if ready:
+            for symbol in SYMBOLS:
+                fake.wait_ready(symbol)
+        return bot
+
+    yield start
+    for bot in bots:
+        bot.kill()
+
+
+def orders_of(fake, symbol: str) -> list[dict]:
+    return [o for o in fake.received.orders if o["symbol"] == symbol]
+
+
+def summaries(out: str) -> dict[str, str]:
+    return {line.split("SUMMARY ", 1)[1].split(":")[0]: line for line in out.splitlines()
+            if "SUMMARY " in line}
+
+
+def test_one_connection_subscribes_every_symbol(fake, three):
+    """One data connection subscribing all symbols, one trading stream."""
+    bot = three()
+    assert fake.received.data_connections == fake.received.trading_connections == 1
+    assert all(fake.subscribed(s) for s in SYMBOLS)
+    stop_cleanly(bot)
+
+
+def test_signals_on_each_symbol_are_independent(fake, three):
+    """Per symbol its own Quote tracker and level: arming, one attempt per level."""
+    bot = three(quantity=500)
+    arm(fake, 1000, t=0, symbol="MU")                    # MU armed at 10.00/10.01
+    level_t = arm(fake, 5000, t=0, symbol="AMD")         # AMD armed at 50.00/50.01
+    fake.push(trade("AMD", 5001, 100, at(level_t + 60)),  # AMD follows ...
+              trade("AMD", 5001, 100, at(level_t + 70)),  # ... once per level
+              trade("SNAP", 1001, 100, at(level_t + 80)))  # SNAP has no level: nothing
+    fake.wait_orders(1)
+    fake.push(trade("MU", 1001, 100, at(level_t + 90)))  # MU's level is still armed
+    fake.wait_orders(2)
+    orders = sentinel(fake, 2, t=5000)                   # nothing else was sent
+    assert [(o["symbol"], limit_cents(o)) for o in orders] == [("AMD", 5001), ("MU", 1001)]
+    stop_cleanly(bot)
+
+
+def test_quantity_is_per_symbol_and_fills_never_cross(fake, three):
+    """--quantity is per symbol; a fill for one never changes another's position."""
+    bot = three(quantity=100)
+    buy_signal(fake, 1000, t=0, symbol="MU")
+    bot.wait_log("FILL BUY 100 MU")
+    buy_signal(fake, 1010, t=1000, symbol="MU")          # MU is full: nothing
+    buy_signal(fake, 5000, t=2000, symbol="AMD")         # AMD has room
+    bot.wait_log("FILL BUY 100 AMD")
+    sell_signal(fake, 2000, t=3000, symbol="SNAP")       # SNAP holds nothing: never short
+    sell_signal(fake, 1020, t=4000, symbol="MU")         # MU sells what it bought
+    bot.wait_log("FILL SELL 100 MU")
+    assert [(o["symbol"], o["side"]) for o in fake.received.orders] == [
+        ("MU", "buy"), ("AMD", "buy"), ("MU", "sell")]
+    out = stop_cleanly(bot)
+    lines = summaries(out)
+    assert "position +0 shares" in lines["MU"] and "position +100 shares" in lines["AMD"]
+    assert "position +0 shares" in lines["SNAP"]
+    assert "SUMMARY TOTAL: orders sent 3, bought 200, sold 100" in out
+    assert [fake.position_qty(s) for s in SYMBOLS] == [0, 100, 0]
+
+
+def test_data_drop_resubscribes_every_symbol(fake, three):
+    """A data drop resubscribes all symbols, and each level is forgotten."""
+    bot = three()
+    arm(fake, 1000, t=0, symbol="AMD")
+    fake.drop_data_stream()
+    fake.wait_until(lambda: fake.received.data_connections == 2
+                    and all(fake.subscribed(s) for s in SYMBOLS), "all symbols resubscribed")
+    fake.push(quote("AMD", 1001, 1002, 900, 300, at(100)), trade("AMD", 1002, 100, at(200)))
+    buy_signal(fake, 3000, t=1000, symbol="SNAP")        # a fresh level trades
+    [order] = fake.wait_orders(1)
+    assert (order["symbol"], limit_cents(order)) == ("SNAP", 3001)
+    stop_cleanly(bot)
+
+
+def test_restart_adopts_each_symbols_position(fake, three):
+    """A restart adopts each symbol's position: shares held count toward that
+    symbol's --quantity, and are never sold."""
+    fake.hold("MU", 200, 1000)
+    fake.hold("AMD", 300, 5000)
+    bot = three(quantity=300)
+    out = bot.output()
+    assert "already holds +200 MU" in out and "already holds +300 AMD" in out
+    buy_signal(fake, 1000, t=0, symbol="MU")             # MU: room for one lot
+    bot.wait_log("FILL BUY 100 MU")
+    buy_signal(fake, 5000, t=1000, symbol="AMD")         # AMD: none
+    buy_signal(fake, 1010, t=2000, symbol="MU")          # MU: none left
+    sell_signal(fake, 5010, t=3000, symbol="AMD")        # AMD's old shares: never sold
+    buy_signal(fake, 3000, t=4000, symbol="SNAP")        # sentinel: SNAP trades
+    orders = fake.wait_orders(2)
+    assert [(o["symbol"], o["side"]) for o in orders] == [("MU", "buy"), ("SNAP", "buy")]
+    stop_cleanly(bot)
+
+
+def test_quiet_symbol_is_not_a_dead_stream(fake, three):
+    """The watchdog is per symbol: a quiet symbol has its level forgotten, the
+    others keep trading."""
+    bot = three("--stale-seconds", "0.5", quantity=500)
+    arm(fake, 1000, t=0, symbol="MU")
+    level_t = arm(fake, 5000, t=0, symbol="AMD")
+    deadline = time.monotonic() + 3
+    while "no quotes for MU" not in bot.output() and time.monotonic() < deadline:
+        fake.push(quote("AMD", 5000, 5001, 900, 300, at(level_t + 1)))    # AMD stays alive
+        time.sleep(0.1)
+    out = bot.output()
+    assert "no quotes for MU" in out and "no quotes for AMD" not in out
+    assert "no quotes for any symbol" not in out
+    fake.push(trade("MU", 1001, 100, at(level_t + 60)),      # MU: its level was forgotten
+              trade("AMD", 5001, 100, at(level_t + 60)))     # AMD: still armed, at its level
+    fake.wait_orders(1)
+    [order] = sentinel(fake, 1, t=5000)                  # nothing else was sent
+    assert order["symbol"] == "AMD"
+    stop_cleanly(bot)
+
+
+def test_symbol_limit_of_the_plan_is_explained(fake, three):
+    """Alpaca's subscription limits (the free plan's symbol cap, error 405) give a
+    clear message."""
+    fake.subscribe_error = (405, "symbol limit exceeded")
+    bot = three(ready=False)
+    assert bot.wait_exit() == 1
+    out = bot.output()
+    assert "symbol limit exceeded" in out and "free plan: 30" in out
+    assert fake.received.orders == []
+    assert_clean(out)
