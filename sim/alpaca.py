@@ -40,9 +40,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import datetime as dt
 import functools
 import json
+import re
 import threading
 import time
 import uuid
@@ -53,7 +55,7 @@ from typing import Any, Callable, Optional
 import msgpack
 from aiohttp import WSMsgType, web
 
-from sim.tape import Tape
+from sim.tape import Tape, encode
 
 KEY_ID = "PKFAKE0000000000000"
 SECRET_KEY = "fake-secret-0000000000000000000000000000"
@@ -72,6 +74,20 @@ def rfc3339(ns: int) -> str:
     seconds, frac = divmod(ns, 1_000_000_000)
     head = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{head}.{frac:09d}Z"
+
+
+_DATA_TIME = re.compile(r"(\d{4}-\d\d-\d\d)(?:T(\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d))?$")
+
+
+def _data_time(text: str) -> int:
+    """A data API time parameter (RFC-3339, or a date: its midnight UTC) -> ns."""
+    m = _DATA_TIME.match(text)
+    if m is None:
+        raise ValueError(text)
+    day, clock, frac, zone = m.groups()
+    stamp = dt.datetime.fromisoformat(
+        f"{day}T{clock or '00:00:00'}{'+00:00' if zone in (None, 'Z') else zone}")
+    return int(stamp.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
 
 
 def now_rfc3339() -> str:
@@ -107,6 +123,7 @@ class Fault:
     times: Optional[int] = 1          # None: every time
     after: bool = False               # True: the request is carried out, *then* the
                                       # error is answered (an order placed, yet a 5xx)
+    skip: int = 0                     # let this many requests through first (mid-way)
 
 
 @dataclass
@@ -134,9 +151,17 @@ class FakeAlpaca:
         self.close_at = time.time() + 6 * 3600
         self.rate_reset_s = 60                     # X-RateLimit-Reset, from now
         self.account_extra: dict[str, Any] = {}      # e.g. {"trading_blocked": True}
+        self.history: dict[str, dict[str, list[dict]]] = {}   # symbol -> quotes/trades, `t`
+                                                              # in ns, served by the data API
+        self.sip_delay_s: Optional[float] = None     # e.g. 900: the free plan's "no recent SIP"
+        self.page_cap = 10000                        # items a page, at most (Alpaca may send
+                                                     # fewer than asked, with a next page)
+        self.closed_days: set[str] = set()           # weekdays the market is shut (holidays)
+        self.early_closes: dict[str, str] = {}       # date -> close, e.g. {"2026-11-27": "13:00"}
         self.assets: dict[str, Optional[dict]] = {}  # per symbol: None (unknown: 404), or
                                                      # fields to change, e.g. {"tradable": False}
         self.data_auth_error: Optional[tuple[int, str]] = None   # e.g. (406, "...")
+        self.subscribe_error: Optional[tuple[int, str]] = None   # e.g. (405, "symbol limit ...")
         self.default_policy = FillPolicy()
         self.policies: list[FillPolicy] = []
         self.faults: dict[tuple[str, str], Fault] = {}
@@ -154,6 +179,7 @@ class FakeAlpaca:
         self._data_ws: set[tuple[web.WebSocketResponse, bool]] = set()
         self._trading_ws: set[web.WebSocketResponse] = set()
         self._changed = threading.Condition()
+        self._stir: Optional[asyncio.Event] = None   # _notify() on the loop (the replay)
         self._pongs: dict[bytes, asyncio.Future] = {}
         self.data_sent_at = 0.0                   # perf_counter() after the last data frame
         self.tape: Optional[Tape] = None          # set while replaying a tape
@@ -161,7 +187,9 @@ class FakeAlpaca:
         self.replay_sent = 0                      # events sent so far
         self.replay_done = False
         self._replay_clock: Callable[[], int] = lambda: 0
-        self.executions: list[tuple[int, str, int, int]] = []   # t, side, shares, cents
+        self._print_times: dict[tuple[str, int], int] = {}   # (symbol, cents) -> last print
+        self.executions: list[tuple[int, str, str, int, int]] = []  # t, symbol, side,
+                                                                     # shares, cents
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._runner: Optional[web.AppRunner] = None
@@ -182,6 +210,9 @@ class FakeAlpaca:
         r.add_delete("/v2/orders/{id}", self.cancel_order)
         r.add_get("/v2/positions", self.list_positions)
         r.add_get("/v2/positions/{symbol}", self.get_position)
+        r.add_get("/v2/calendar", self.get_calendar)
+        r.add_get("/v2/stocks/{symbol}/{kind:quotes|trades}", self.history_one)
+        r.add_get("/v2/stocks/{kind:quotes|trades}", self.history_many)
         r.add_get("/stream", self.trading_stream)
         r.add_get("/stream/", self.trading_stream)
         r.add_get("/v2/{feed:" + FEEDS + "}", self.data_stream)
@@ -228,8 +259,29 @@ class FakeAlpaca:
                 "APCA_API_DATA_URL": self.url}
 
     def _notify(self) -> None:
+        """Something changed (called on the server's loop): wake the waiters,
+        the tests' threads and the replay's coroutine alike."""
         with self._changed:
             self._changed.notify_all()
+        if self._stir is not None:
+            self._stir.set()
+
+    async def _until(self, predicate: Callable[[], Any], timeout: float) -> bool:
+        """On the server's loop: until predicate() holds (re-checked at each
+        change, not by polling) or the timeout; whether it holds."""
+        if self._stir is None:
+            self._stir = asyncio.Event()
+        deadline = time.perf_counter() + timeout
+        while not predicate():
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return False
+            self._stir.clear()
+            try:
+                await asyncio.wait_for(self._stir.wait(), left)
+            except asyncio.TimeoutError:
+                return bool(predicate())
+        return True
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Callable) -> web.StreamResponse:
@@ -251,6 +303,9 @@ class FakeAlpaca:
                               or headers.get("APCA-API-SECRET-KEY") != self.secret_key):
             return error_body(401, "request is not authorized", 40110000)
         fault = self.faults.get(key)      # a websocket handshake can be refused too
+        if fault is not None and fault.skip > 0:
+            fault.skip -= 1
+            fault = None
         if fault is None:
             return await handler(request)
         if fault.times is not None:
@@ -308,6 +363,108 @@ class FakeAlpaca:
         body.update(self.assets.get(symbol) or {})
         return web.json_response(body)
 
+    # ------------------------------------------------- market data history
+    async def get_calendar(self, request: web.Request) -> web.Response:
+        """Trading days between start and end (YYYY-MM-DD): weekdays that are
+        not in `closed_days`, 09:30 to 16:00 or the early close."""
+        try:
+            first = dt.date.fromisoformat(request.query.get("start", "1970-01-01")[:10])
+            last = dt.date.fromisoformat(request.query.get("end", "2100-01-01")[:10])
+        except ValueError as exc:
+            return error_body(422, f"invalid date: {exc}", 42210000)
+        days, day = [], first
+        while day <= last and len(days) < 1000:
+            iso = day.isoformat()
+            if day.weekday() < 5 and iso not in self.closed_days:
+                days.append({"date": iso, "open": "09:30", "close": self.early_closes.get(iso, "16:00"),
+                             "session_open": "0400", "session_close": "2000",
+                             "settlement_date": (day + dt.timedelta(days=1)).isoformat()})
+            day += dt.timedelta(days=1)
+        return web.json_response(days)
+
+    def _history_query(self, request: web.Request) -> tuple[dict, Optional[web.Response]]:
+        """The data API's query parameters, checked as Alpaca checks them."""
+        q = request.query
+        try:
+            start = _data_time(q["start"]) if "start" in q else 0
+            end = _data_time(q["end"]) if "end" in q else time.time_ns()
+        except ValueError:
+            return {}, error_body(400, "invalid start or end: expected RFC-3339 or YYYY-MM-DD",
+                                  40010000)
+        limit = q.get("limit", "1000")
+        if not limit.isdigit() or not 1 <= int(limit) <= 10000:
+            return {}, error_body(400, f"invalid limit: {limit} (1 to 10000)", 40010000)
+        feed = q.get("feed", "sip")
+        if feed not in ("iex", "sip", "otc", "boats", "delayed_sip"):
+            return {}, error_body(400, f"invalid feed: {feed}", 40010000)
+        if q.get("sort", "asc") not in ("asc", "desc"):
+            return {}, error_body(400, "invalid sort", 40010000)
+        if (feed == "sip" and self.sip_delay_s is not None
+                and end > time.time_ns() - self.sip_delay_s * 1e9):
+            return {}, error_body(403, "subscription does not permit querying recent SIP data",
+                                  42210000)
+        offset = 0
+        if token := q.get("page_token"):
+            try:
+                offset = int(base64.b64decode(token).decode().removeprefix("offset:"))
+            except ValueError:
+                return {}, error_body(400, "invalid page token", 40010000)
+        return {"start": start, "end": end, "limit": int(limit), "offset": offset,
+                "desc": q.get("sort") == "desc"}, None
+
+    def _history_items(self, symbol: str, kind: str, query: dict) -> list[dict]:
+        items = [i for i in self.history.get(symbol, {}).get(kind, [])
+                 if query["start"] <= i["t"] <= query["end"]]
+        return items[::-1] if query["desc"] else items
+
+    def _page(self, items: list, query: dict) -> tuple[list, Optional[str]]:
+        lo = query["offset"]
+        hi = lo + min(query["limit"], self.page_cap)
+        token = base64.b64encode(f"offset:{hi}".encode()).decode() if hi < len(items) else None
+        return [{**i, "t": rfc3339(i["t"])} for i in items[lo:hi]], token
+
+    async def history_one(self, request: web.Request) -> web.Response:
+        """GET /v2/stocks/{symbol}/quotes|trades: one symbol, a page at a time."""
+        query, error = self._history_query(request)
+        if error is not None:
+            return error
+        symbol, kind = request.match_info["symbol"].upper(), request.match_info["kind"]
+        page, token = self._page(self._history_items(symbol, kind, query), query)
+        return web.json_response({kind: page, "symbol": symbol, "next_page_token": token})
+
+    async def history_many(self, request: web.Request) -> web.Response:
+        """GET /v2/stocks/quotes|trades?symbols=A,B: by symbol, then time; the
+        page limit counts all symbols together."""
+        query, error = self._history_query(request)
+        if error is not None:
+            return error
+        kind = request.match_info["kind"]
+        symbols = sorted(filter(None, request.query.get("symbols", "").upper().split(",")))
+        if not symbols:
+            return error_body(400, "symbols is required", 40010000)
+        flat = [(s, i) for s in symbols for i in self._history_items(s, kind, query)]
+        page, token = self._page([{**i, "_S": s} for s, i in flat], query)
+        grouped: dict[str, list] = {}
+        for item in page:
+            grouped.setdefault(item.pop("_S"), []).append(item)
+        return web.json_response({kind: grouped, "next_page_token": token})
+
+    def load_history(self, tape: Tape, updates: Optional[dict[int, str]] = None) -> None:
+        """Serve a tape's events as Alpaca's history (`updates`: event index ->
+        the trade's `u` flag, e.g. "canceled")."""
+        for i, e in enumerate(tape.events):
+            book = self.history.setdefault(e[2], {"quotes": [], "trades": []})
+            if e[0] == "q":
+                book["quotes"].append({"t": e[1], "bx": "Q", "bp": e[3] / 10000, "bs": e[5],
+                                       "ax": "Q", "ap": e[4] / 10000, "as": e[6], "c": ["R"],
+                                       "z": "C"})
+            else:
+                item = {"t": e[1], "x": "Q", "p": e[3] / 10000, "s": e[4], "i": i,
+                        "c": list(e[5]), "z": "C"}
+                if updates and i in updates:
+                    item["u"] = updates[i]
+                book["trades"].append(item)
+
     async def post_order(self, request: web.Request) -> web.Response:
         body = await request.json()
         try:
@@ -320,8 +477,9 @@ class FakeAlpaca:
         if any(o["client_order_id"] == coid for o in self.orders.values()):
             return error_body(422, "client_order_id must be unique", 40010001)
         order = new_order(body["symbol"], side, kind, tif, qty, limit, coid)
-        if self.tape is not None:
-            order["_market_t"] = self._replay_clock()      # when it arrived, in market time
+        if self.tape is not None:       # in market time: its triggering print, or now
+            order["_market_t"] = self._print_times.get((body["symbol"], limit),
+                                                       self._replay_clock())
         self.orders[order["id"]] = order
         policy = self.policies.pop(0) if self.policies else self.default_policy
         executions = self._plan(order, limit, policy)
@@ -336,7 +494,7 @@ class FakeAlpaca:
     def _plan(self, order: dict, limit: Optional[int], policy: FillPolicy) -> list[tuple[int, int]]:
         """The executions (shares, price in cents) this order will get."""
         if self.tape is not None:        # replay: the book when the order arrives + latency
-            book = self.tape.book_at(order["symbol"], self._replay_clock() + self.replay_latency_ns)
+            book = self.tape.book_at(order["symbol"], order["_market_t"] + self.replay_latency_ns)
         else:
             book = self.book.get(order["symbol"])
         if book is None:
@@ -376,8 +534,9 @@ class FakeAlpaca:
             order["status"] = "filled" if done else "partially_filled"
             if done:
                 order["filled_at"] = now_rfc3339()
-            self.executions.append((self._replay_clock() if self.tape else time.time_ns(),
-                                    order["side"], shares, price))
+            self.executions.append((order.get("_market_t", self._replay_clock())
+                                    + self.replay_latency_ns if self.tape else time.time_ns(),
+                                    order["symbol"], order["side"], shares, price))
             signed = shares if order["side"] == "buy" else -shares
             pos = self.positions.setdefault(order["symbol"], [0, Decimal(0)])
             if signed > 0:
@@ -464,13 +623,15 @@ class FakeAlpaca:
 
     # --------------------------------------------------------- trading stream
     async def trading_stream(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
+        ws = web.WebSocketResponse(autoping=False)       # pongs are timed (the replay)
         await ws.prepare(request)
         self.received.trading_connections += 1
         self._notify()
         authed = False
         try:
             async for msg in ws:
+                if self._control(ws, msg):
+                    continue
                 if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     break
                 req = json.loads(msg.data)
@@ -540,13 +701,7 @@ class FakeAlpaca:
         authed = False
         try:
             async for msg in ws:
-                if msg.type == WSMsgType.PING:
-                    await ws.pong(msg.data)
-                    continue
-                if msg.type == WSMsgType.PONG:
-                    waiter = self._pongs.pop(bytes(msg.data), None)
-                    if waiter is not None and not waiter.done():
-                        waiter.set_result(time.perf_counter())
+                if self._control(ws, msg):
                     continue
                 if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     break
@@ -572,6 +727,10 @@ class FakeAlpaca:
                 elif action in ("subscribe", "unsubscribe"):
                     if not authed:
                         await send([{"T": "error", "code": 401, "msg": "not authenticated"}])
+                        continue
+                    if action == "subscribe" and self.subscribe_error:
+                        code, text = self.subscribe_error       # the subscription is unchanged
+                        await send([{"T": "error", "code": code, "msg": text}])
                         continue
                     for channel in ("trades", "quotes"):
                         names = set(req.get(channel) or ())
@@ -619,12 +778,31 @@ class FakeAlpaca:
         self.data_sent_at = time.perf_counter()
         return start
 
+    def _control(self, ws: web.WebSocketResponse, msg: Any) -> bool:
+        """Answer a ping, time a pong; True if `msg` was one of them."""
+        if msg.type == WSMsgType.PING:
+            asyncio.get_running_loop().create_task(ws.pong(msg.data))
+            return True
+        if msg.type == WSMsgType.PONG:
+            waiter = self._pongs.pop(bytes(msg.data), None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(time.perf_counter())
+            return True
+        return False
+
     async def ping_data(self, timeout: float = WAIT_S) -> float:
         """Ping every market-data client; return the slowest pong's round trip (s).
 
         websockets answers a ping from its reader, so a pong that comes back
         late means the client's event loop was busy."""
-        sockets = [ws for ws, _ in self._data_ws if not ws.closed]
+        return await self._ping([ws for ws, _ in self._data_ws if not ws.closed], timeout)
+
+    async def ping_trading(self, timeout: float = WAIT_S) -> float:
+        """Ping every trading-stream client (the replay: once its order's events
+        are sent, the bot has read them before the next market data)."""
+        return await self._ping([ws for ws in self._trading_ws if not ws.closed], timeout)
+
+    async def _ping(self, sockets: list, timeout: float) -> float:
         loop = asyncio.get_running_loop()
         waits = []
         start = time.perf_counter()
@@ -636,36 +814,85 @@ class FakeAlpaca:
         return max(done, default=start) - start
 
     async def replay(self, tape: Tape, speed: Optional[float] = None,
-                     latency_ms: float = 5.0) -> None:
+                     latency_ms: float = 5.0,
+                     triggers: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset()),
+                     max_frame: int = 1000) -> None:
         """Stream `tape` through the market-data websocket, and match orders
         against its book.
 
-        speed N: real time x N (the market clock runs from the first event);
-        speed None: as fast as the client keeps up, in lockstep: after each
-        frame the fake pings and waits for the pong, which the client's
-        websocket sends once it has read that frame.
-        Orders fill against the tape's book at the market clock when the order
-        arrives plus `latency_ms` (the clock at speed None: the last event sent)."""
+        speed N: real time x N (the market clock runs from the first event),
+        one frame per timestamp. speed None: as fast as the client keeps up:
+        events go out in frames of up to `max_frame`; each print listed in
+        `triggers` (likely, possible: the prints the bot may follow) goes in a
+        frame of its own, after which the fake pings and waits for the pong
+        (as it does every 20 frames, so the client is never far behind); after
+        a likely one, it also gives the bot time to send its order and waits
+        until that order is done and its events read.
+
+        An order is matched against the book as it stood at the last print of
+        its symbol at its limit price (the print that triggered it) plus
+        `latency_ms`; a market order, at the last event sent plus the latency.
+        """
         self.tape, self.replay_latency_ns = tape, round(latency_ms * MS_NS)
         self.replay_sent, self.replay_done = 0, False
+        self._print_times = {}
         first_t, wall0 = tape.times[0], time.perf_counter()
         last_sent = [first_t]
         if speed:
             self._replay_clock = lambda: first_t + round((time.perf_counter() - wall0) * speed * 1e9)
         else:
             self._replay_clock = lambda: last_sent[0]
-        for t, frame in tape.frames():
-            if speed:
-                delay = wall0 + (t - first_t) / 1e9 / speed - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            last_sent[0] = t
-            await self._broadcast_data(frame)
+        sockets = [ws for ws, _ in self._data_ws]
+        frame: list[str] = []
+        since_ping = 0
+
+        likely, possible = triggers
+
+        async def flush(trigger: bool = False, wait: bool = False) -> None:
+            nonlocal since_ping
+            raw = "[" + ",".join(frame) + "]"
+            orders = len(self.received.orders)
+            for ws in sockets:
+                await ws.send_str(raw)
             self.replay_sent += len(frame)
-            if not speed:
+            frame.clear()
+            since_ping += 1
+            if trigger or since_ping >= 20:
                 await self.ping_data()
+                since_ping = 0
+            if wait:
+                await self._settle_orders(orders)
+
+        for i, e in enumerate(tape.events):
+            t = e[1]
+            trigger = not speed and i in possible
+            if frame and ((speed and t != last_sent[0]) or trigger):
+                await flush()                            # (a trigger goes in a frame alone)
+            if speed and (delay := wall0 + (t - first_t) / 1e9 / speed - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            frame.append(encode(e, i))
+            last_sent[0] = t
+            if e[0] == "t" and e[3] % 100 == 0:          # whole cents: a print an order may follow
+                self._print_times[(e[2], e[3] // 100)] = t
+            if trigger or (not speed and len(frame) >= max_frame):
+                await flush(trigger, i in likely)
+        if frame:
+            await flush(True)
         self.replay_done = True
         self._notify()
+
+    async def _settle_orders(self, before: int, decide_s: float = 0.003,
+                             settle_s: float = 0.05) -> None:
+        """After a print the bot may follow: give it `decide_s` to send an
+        order; if it does, wait (up to `settle_s`) until its orders are done
+        and their events read by the bot, so that its next decision sees
+        them, as a run in real time would. This is what makes a replay come
+        out the same every time."""
+        if not await self._until(lambda: len(self.received.orders) > before, decide_s):
+            return
+        await self._until(lambda: len(self.orders) >= len(self.received.orders) and not any(
+            o["status"] in OPEN_STATES for o in list(self.orders.values())[-8:]), settle_s)
+        await self.ping_trading()
 
     # ------------------------------------------------- test API (any thread)
     def call(self, fn: Callable, *args: Any) -> Any:
@@ -728,10 +955,11 @@ class FakeAlpaca:
         return [o for o in self.orders.values() if o["status"] in OPEN_STATES]
 
     def force(self, method: str, route: str, status: int, message: str = "forced error",
-              times: Optional[int] = 1, after: bool = False) -> None:
+              times: Optional[int] = 1, after: bool = False, skip: int = 0) -> None:
         """Answer `method route` (e.g. "POST", "/v2/orders") with `status`; with
-        `after`, carry the request out first (an order placed, then a 5xx)."""
-        self.faults[(method, route)] = Fault(status, message, times, after)
+        `after`, carry the request out first (an order placed, then a 5xx);
+        with `skip`, only after that many requests went through."""
+        self.faults[(method, route)] = Fault(status, message, times, after, skip)
 
     def send_garbage(self, stream: str, text: str = "<html>502 Bad Gateway</html>") -> None:
         """One frame that is not JSON, on the "data" or the "trading" stream."""

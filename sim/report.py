@@ -1,0 +1,312 @@
+"""The replay's report and chart.
+
+Two parts, for every symbol of a tape and in total:
+
+- **What the rules find in the data**: level changes, armed levels and
+  signals by side, found by the bot's own `Quote` and `follow()` with
+  unlimited room to buy and sell, and how often the mid then moved the
+  signal's way within 1 s and 10 s. The data and the rules alone decide
+  these: every run of the same tape gives the same figures.
+- **What the bot did**: its orders and fills at the simulated Alpaca, its
+  position and P&L (average cost, exact until printed, as the bot keeps it).
+
+The chart draws each symbol's mid as steps inside its bid/ask band, the
+bot's fills, its position, and the run's P&L over time, on a time axis that
+shows seconds when the window is short.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Optional
+from zoneinfo import ZoneInfo
+
+import tick_taker as tt
+from sim.tape import Tape
+
+ET = ZoneInfo("America/New_York")
+HORIZONS_S = (1, 10)
+Execution = tuple[int, str, int, int]     # market time (ns), side, shares, price (cents)
+
+
+@dataclass
+class RuleCounts:
+    """What the rules find in one symbol's data: identical run to run."""
+    level_changes: int = 0
+    armed_levels: int = 0
+    signals: dict = field(default_factory=lambda: {"buy": [], "sell": []})   # (t, cents)
+
+
+def print_of(e: tuple) -> Optional[tt.Trade]:
+    """A tape trade as the bot sees it, or None for a sub-penny print (which
+    is at neither the bid nor the ask, and never reaches the rules)."""
+    if e[3] % 100:
+        return None
+    return tt.Trade(e[3] // 100, e[4], e[1], list(e[5]) if e[5] else None)
+
+
+def analyse(tape: Tape) -> dict[str, RuleCounts]:
+    """Run the bot's own Quote and follow() over the tape, one symbol at a
+    time, with unlimited room (a position that can always buy and sell), so
+    every signal counts once."""
+    state: dict[str, tuple[tt.Quote, tt.Position]] = {}
+    counts = {s: RuleCounts() for s in tape.symbols}
+    for e in tape.events:
+        if e[2] not in state:
+            room = tt.Position(10 ** 12)
+            room.held = 10 ** 9
+            state[e[2]] = (tt.Quote(), room)
+        quote, room = state[e[2]]
+        if e[0] == "q":
+            quote.on_quote(e[3] // 100, e[4] // 100, e[5], e[6], e[1])
+        elif (trade := print_of(e)) is not None:
+            intent = tt.follow(quote, room, trade, trading=True, reserve=lambda: True)
+            if intent is not None:
+                counts[e[2]].signals[intent.side].append((e[1], intent.limit_cents))
+    for symbol, (quote, _) in state.items():
+        counts[symbol].level_changes = quote.level_changes
+        counts[symbol].armed_levels = quote.armed_levels
+    return counts
+
+
+def could_trigger(tape: Tape) -> tuple[frozenset[int], frozenset[int]]:
+    """The events (by index) at which the bot may send an order: (likely, all).
+
+    Likely: the signals the rules find with unlimited room (the first print
+    that passes every rule at each armed level). All: every print that passes
+    every rule but the position's and the budget's, the level never disarmed
+    (so it holds every print the bot may follow: a buy it had no room for
+    leaves the level armed for the next print). The replay waits for the bot
+    after each of them, and gives it time to order after the likely ones."""
+    quotes: dict[str, tt.Quote] = {}
+    armed: dict[str, tt.Quote] = {}
+    room = tt.Position(10 ** 12)
+    room.held = 10 ** 9
+    likely, possible = [], []
+    for i, e in enumerate(tape.events):
+        quote = quotes.setdefault(e[2], tt.Quote())
+        first = armed.setdefault(e[2], tt.Quote())
+        if e[0] == "q":
+            quote.on_quote(e[3] // 100, e[4] // 100, e[5], e[6], e[1])
+            first.on_quote(e[3] // 100, e[4] // 100, e[5], e[6], e[1])
+        elif (trade := print_of(e)) is not None and tt.decide(quote, room, trade) is not None:
+            possible.append(i)
+            if tt.follow(first, room, trade, trading=True, reserve=lambda: True) is not None:
+                likely.append(i)
+    return frozenset(likely), frozenset(possible)
+
+
+def moved_our_way(tape: Tape, symbol: str, entries: list[tuple[int, str]],
+                  horizon_s: float) -> tuple[int, int]:
+    """Of (time, side) entries, how many saw the mid move their way within
+    horizon_s (the mid at t + horizon above the mid at t for a buy, below for
+    a sell)."""
+    hits = 0
+    for t, side in entries:
+        before = tape.mid_at(symbol, t)
+        after = tape.mid_at(symbol, t + int(horizon_s * 1e9))
+        if before is not None and after is not None:
+            hits += (after > before) if side == "buy" else (after < before)
+    return hits, len(entries)
+
+
+def pnl(executions: list[Execution], mark_cents: float) -> tuple[Fraction, Fraction, int]:
+    """Realized and marked-to-market P&L in cents (average cost, exact, as the
+    bot keeps it), and the position."""
+    held, cost, realized = 0, Fraction(0), Fraction(0)
+    for _, side, n, price in executions:
+        if side == "buy":
+            held, cost = held + n, cost + n * price
+        else:
+            avg = cost / held if held else Fraction(0)
+            realized += n * (price - avg)
+            held, cost = held - n, cost - n * avg
+    return realized, realized + held * Fraction(mark_cents) - cost, held
+
+
+@dataclass
+class Outcome:
+    """What the bot did in one symbol: its orders and the fills they got."""
+    orders: list[dict]                    # Alpaca order objects, with the fake's `_market_t`
+    executions: list[Execution]
+
+
+def pct(hits: int, n: int) -> str:
+    return f"{hits}/{n} ({100 * hits / n:.0f}%)" if n else "-"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Rows of text in aligned columns (the first left, the rest right)."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = [f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths)]
+    return ["  " + "  ".join(f.format(c) for f, c in zip(fmt, r)) for r in [header, *rows]]
+
+
+def rules_table(tape: Tape, counts: dict[str, RuleCounts]) -> list[str]:
+    rows, totals = [], [0, 0, 0, 0, [0, 0], [0, 0]]
+    for symbol, c in counts.items():
+        entries = [(t, side) for side in ("buy", "sell") for t, _ in c.signals[side]]
+        ways = [moved_our_way(tape, symbol, entries, h) for h in HORIZONS_S]
+        rows.append([symbol, f"{c.level_changes:,}", f"{c.armed_levels:,}",
+                     f"{len(c.signals['buy'])}", f"{len(c.signals['sell'])}",
+                     *(pct(*w) for w in ways)])
+        for i, v in enumerate((c.level_changes, c.armed_levels, len(c.signals["buy"]),
+                               len(c.signals["sell"]))):
+            totals[i] += v
+        for i, w in enumerate(ways):
+            totals[4 + i] = [totals[4 + i][0] + w[0], totals[4 + i][1] + w[1]]
+    if len(rows) > 1:
+        rows.append(["total", f"{totals[0]:,}", f"{totals[1]:,}", str(totals[2]), str(totals[3]),
+                     pct(*totals[4]), pct(*totals[5])])
+    return table(["symbol", "level changes", "armed", "buy signals", "sell signals",
+                  "mid their way 1 s", "10 s"], rows)
+
+
+def bot_table(tape: Tape, outcomes: dict[str, Outcome]) -> list[str]:
+    rows = []
+    total_realized = total_marked = Fraction(0)
+    n_orders = n_filled = n_exec = bought_all = sold_all = 0
+    for symbol, o in outcomes.items():
+        buys = sum(n for _, side, n, _ in o.executions if side == "buy")
+        sells = sum(n for _, side, n, _ in o.executions if side == "sell")
+        filled = sum(int(order["filled_qty"]) > 0 for order in o.orders)
+        mark = tape.mid_at(symbol, tape.times[-1]) or 0
+        realized, marked, held = pnl(o.executions, mark)
+        rows.append([symbol, f"{len(o.orders)} ({sum(x['side'] == 'buy' for x in o.orders)}/"
+                     f"{sum(x['side'] == 'sell' for x in o.orders)})",
+                     pct(filled, len(o.orders)), f"{buys} / {sells}", f"{held:+d}",
+                     tt.signed_dollars(realized), tt.signed_dollars(marked)])
+        total_realized += realized
+        total_marked += marked
+        n_orders, n_filled = n_orders + len(o.orders), n_filled + filled
+        n_exec += len(o.executions)
+        bought_all, sold_all = bought_all + buys, sold_all + sells
+    if len(rows) > 1:
+        rows.append(["total", str(n_orders), pct(n_filled, n_orders),
+                     f"{bought_all} / {sold_all}", "", tt.signed_dollars(total_realized),
+                     tt.signed_dollars(total_marked)])
+    return table(["symbol", "orders (buy/sell)", "filled", "bought / sold", "position",
+                  "realized P&L", "marked to mid"], rows)
+
+
+def clock(t_ns: int) -> str:
+    return dt.datetime.fromtimestamp(t_ns / 1e9, ET).strftime("%H:%M:%S")
+
+
+def window(tape: Tape) -> str:
+    day = dt.datetime.fromtimestamp(tape.times[0] / 1e9, ET).date()
+    return f"{day} {clock(tape.times[0])}-{clock(tape.times[-1])} ET"
+
+
+def report(tape: Tape, counts: dict[str, RuleCounts], outcomes: dict[str, Outcome],
+           source: str, how: str, bot_summary: list[str], exit_code: int) -> str:
+    """The text report of one replayed tape."""
+    lines = [f"Replay of {', '.join(tape.symbols)}, {window(tape)} ({source})",
+             f"  {len(tape.events):,} events ({tape.quote_count():,} quotes), {how}", "",
+             "What the rules find in the data (identical every run; unlimited room to buy "
+             "and sell):", *rules_table(tape, counts), "",
+             "What the bot did (fills at the simulated Alpaca; P&L before fees):",
+             *bot_table(tape, outcomes), ""]
+    lines += ["The bot's own summary:", *(f"  {line}" for line in bot_summary),
+              f"Exit code: {exit_code}"]
+    return "\n".join(lines)
+
+
+def day_row(day: str, tape: Tape, counts: dict[str, RuleCounts],
+            outcomes: dict[str, Outcome]) -> list:
+    """One day's figures for a range's summary: day, events, signals, orders,
+    filled orders, realized and marked P&L (cents)."""
+    signals = sum(len(c.signals["buy"]) + len(c.signals["sell"]) for c in counts.values())
+    orders = [o for out in outcomes.values() for o in out.orders]
+    realized = marked = Fraction(0)
+    for symbol, out in outcomes.items():
+        r, m, _ = pnl(out.executions, tape.mid_at(symbol, tape.times[-1]) or 0)
+        realized, marked = realized + r, marked + m
+    return [day, len(tape.events), signals, len(orders),
+            sum(int(o["filled_qty"]) > 0 for o in orders), realized, marked]
+
+
+def range_table(rows: list[list]) -> str:
+    """Days of a range, one row each, and a total row."""
+    total = ["total", *(sum(r[i] for r in rows) for i in range(1, 7))]
+    text = [[r[0], f"{r[1]:,}", str(r[2]), str(r[3]), pct(r[4], r[3]),
+             tt.signed_dollars(r[5]), tt.signed_dollars(r[6])] for r in [*rows, total]]
+    return "\n".join(table(["day", "events", "signals", "orders", "filled", "realized P&L",
+                            "marked to mid"], text))
+
+
+def chart(tape: Tape, outcomes: dict[str, Outcome], path: Path, title: str) -> None:
+    """Each symbol's mid (steps) in its bid/ask band with the bot's fills and
+    its position; the run's P&L over time at the bottom."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    def when(t: int) -> dt.datetime:
+        return dt.datetime.fromtimestamp(t / 1e9, ET).replace(tzinfo=None)
+
+    symbols = tape.symbols
+    ratios = [r for _ in symbols for r in (3, 1)] + [1.2]
+    fig, axes = plt.subplots(len(ratios), 1, figsize=(12, 2.2 * len(ratios) + 1), sharex=True,
+                             gridspec_kw={"height_ratios": ratios})
+    marks: list[tuple[int, str, Fraction]] = []          # (t, symbol, mid) for the P&L
+    for k, symbol in enumerate(symbols):
+        top, low = axes[2 * k], axes[2 * k + 1]
+        times, books = tape.books(symbol)
+        step = max(1, len(times) // 20000)
+        ts = [when(t) for t in times[::step]]
+        bids = [b[0] / 100 for b in books[::step]]
+        asks = [b[1] / 100 for b in books[::step]]
+        mids = [(b + a) / 2 for b, a in zip(bids, asks)]
+        marks += [(t, symbol, Fraction(b[0] + b[1], 2)) for t, b in zip(times[::step], books[::step])]
+        top.fill_between(ts, bids, asks, step="post", color="0.85", label="bid/ask")
+        top.step(ts, mids, where="post", lw=0.6, color="0.3", label="mid")
+        out = outcomes.get(symbol, Outcome([], []))
+        for side, marker, color in (("buy", "^", "tab:green"), ("sell", "v", "tab:red")):
+            pts = [(when(t), p / 100) for t, s, _, p in out.executions if s == side]
+            if pts:
+                top.scatter(*zip(*pts), marker=marker, color=color, s=28, zorder=3,
+                            label=f"{side} fills")
+        top.set_ylabel(f"{symbol} ($)")
+        top.legend(loc="upper left", fontsize=8)
+        held, steps = 0, [(ts[0] if ts else when(tape.times[0]), 0)]
+        for t, side, n, _ in out.executions:
+            held += n if side == "buy" else -n
+            steps.append((when(t), held))
+        steps.append((when(tape.times[-1]), held))
+        low.step(*zip(*steps), where="post", color="tab:blue")
+        low.set_ylabel("position")
+    # The run's P&L (all symbols), marked to each symbol's mid, over time.
+    fills = sorted((t, s, side, n, p) for s, o in outcomes.items()
+                   for t, side, n, p in o.executions)
+    state = {s: [0, Fraction(0), Fraction(0), Fraction(0)] for s in symbols}  # held cost real mid
+    points, i = [], 0
+    for t, symbol, mid in sorted(marks):
+        while i < len(fills) and fills[i][0] <= t:
+            _, s, side, n, p = fills[i]
+            held, cost, real, _ = state[s]
+            if side == "buy":
+                state[s][0:2] = [held + n, cost + n * p]
+            else:
+                avg = cost / held if held else Fraction(0)
+                state[s][0:3] = [held - n, cost - n * avg, real + n * (p - avg)]
+            i += 1
+        state[symbol][3] = mid
+        total = sum(real + held * m - cost for held, cost, real, m in state.values())
+        points.append((when(t), float(total) / 100))
+    bottom = axes[-1]
+    if points:
+        bottom.step(*zip(*points), where="post", color="tab:purple")
+    bottom.axhline(0, color="0.6", lw=0.5)
+    bottom.set_ylabel("P&L ($)")
+    bottom.set_xlabel("time (New York)")
+    locator = mdates.AutoDateLocator()
+    bottom.xaxis.set_major_locator(locator)
+    bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    axes[0].set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
