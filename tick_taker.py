@@ -2,28 +2,32 @@
 """tick-taker: an order-book-imbalance tick follower for Alpaca.
 
 A faithful, corrected rebuild of Alpaca's 2019 "example-hftish". It watches
-one stock's one-cent bid/ask level. When the level moves by exactly one cent,
-the level is *armed*. When a trade of at least one lot then prints at the ask
-(or the bid) while the displayed sizes lean the same way by more than 1.8x, it
-sends one 100-share `day` limit order at that price and cancels it at once (a
-simulated immediate-or-cancel). One attempt per level; never short; never more
-than `--quantity` shares held.
+a stock's one-cent bid/ask level (or several stocks', each on its own). When
+the level moves by exactly one cent, the level is *armed*. When a regular
+trade of at least one lot then prints at the ask (or the bid) while the
+displayed sizes lean the same way by more than 1.8x, it sends one 100-share
+`day` limit order at that price and cancels it at once (a simulated
+immediate-or-cancel). One attempt per level; never short; never more than
+`--quantity` shares held.
 
 The exact contract is in README.md ("The strategy"). Read top to bottom:
 
     constants, Config         the knobs
     Quote                     level tracking (pure, no I/O)
     Position                  order registry, order life and fill accounting (pure)
-    decide(), follow()        one trade print -> an order intent or None
+    signal_side(), decide(),  one trade print -> a signal, an order, or nothing;
+    follow()                  follow() holds every rule of the run in one place
     edge records              OrderUpdate: the wire's order shapes, parsed once
     REST                      the SDK in its own thread, the rate limiter
+    Journal                   the run's record in SQLite, written off the loop
     OrderDesk                 every order from decision to terminal state:
                               budget, submit/cancel on the event loop (aiohttp),
                               unknown outcomes resolved, cancel-all at shutdown
     DataStream, TradingStream our two websocket clients (JSON mode)
     TickTaker                 wires streams to the core and the desk; start-up,
-                              reconnects, market hours, the watchdog, shutdown
-    parse_args / main         command line and exit codes
+                              reconnects, market hours, the watchdog, the loss
+                              limit, shutdown
+    parse_args / main         command line, the live gate, logging, exit codes
 
 Run:  python tick_taker.py --symbol SNAP --quantity 500
 Stop: Ctrl+C once (cancels this run's open orders, prints a summary).
@@ -45,6 +49,7 @@ import queue
 import random
 import re
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -83,6 +88,7 @@ REGULAR_CONDITIONS = frozenset({
 DEFAULT_SYMBOL = "SNAP"
 DEFAULT_QUANTITY = 500
 MAX_QUANTITY = 1_000_000             # --quantity above this is a typo, not a plan
+DEFAULT_JOURNAL = "tick-taker.db"    # the journal, in the folder the bot runs in
 DEFAULT_FEED = "iex"
 PAPER_URL = "https://paper-api.alpaca.markets"
 LIVE_URL = "https://api.alpaca.markets"
@@ -149,6 +155,7 @@ class Config:
     flatten_at_close: bool = False                    # sell what this run bought, then
     rest_rate: int = RATE_LIMIT_PER_MIN               # REST requests a minute, at most
     max_loss_cents: Optional[int] = None              # stop the run at this loss (all symbols)
+    journal: Optional[Path] = None                    # the run's record (SQLite); None: none
 
 
 # An exchange timestamp: integer ns since the epoch, or the stream's RFC-3339
@@ -394,8 +401,9 @@ def regular(conditions: Optional[list[str]]) -> bool:
     return conditions is None or REGULAR_CONDITIONS.issuperset(conditions)
 
 
-def decide(quote: Quote, position: Position, trade: Trade) -> Optional[Intent]:
-    """Apply the strategy's decision rules, in order, to one trade print."""
+def signal_side(quote: Quote, trade: Trade) -> Optional[str]:
+    """Is this print a signal, and which way: "buy", "sell", or None. The
+    decision rules, in order, cheapest first; the position is not asked."""
     if not quote.armed:
         return None                                   # 1. armed, no attempt yet
     if not quote.at_level():
@@ -409,32 +417,59 @@ def decide(quote: Quote, position: Position, trade: Trade) -> Optional[Intent]:
     bid_size, ask_size = quote.bid_size, quote.ask_size
     if bid_size <= 0 or ask_size <= 0:
         return None                                   # 5. ... and both sizes shown
-    if (trade.price_cents == quote.level_ask and outweighs(bid_size, ask_size)
-            and position.can_buy()):
-        return Intent("buy", quote.level_ask, LOT, bid_size, ask_size)
-    if (trade.price_cents == quote.level_bid and outweighs(ask_size, bid_size)
-            and position.sellable() >= 1):            # an odd lot is sold too
-        return Intent("sell", quote.level_bid, min(LOT, position.sellable()),
-                      bid_size, ask_size)
+    if trade.price_cents == quote.level_ask and outweighs(bid_size, ask_size):
+        return "buy"                                  # printed at the ask, bid heavy
+    if trade.price_cents == quote.level_bid and outweighs(ask_size, bid_size):
+        return "sell"                                 # printed at the bid, ask heavy
     return None
 
 
-def follow(quote: Quote, position: Position, trade: Trade, trading: bool,
-           reserve: Callable[[], bool]) -> Optional[Intent]:
+def order_for(side: str, quote: Quote, position: Position) -> Optional[Intent]:
+    """The order a signal asks for, if the position has room for it."""
+    if side == "buy" and position.can_buy():          # held + pending + 100 <= quantity
+        return Intent("buy", quote.level_ask, LOT, quote.bid_size, quote.ask_size)
+    if side == "sell" and position.sellable() >= 1:   # an odd lot is sold too; never short
+        return Intent("sell", quote.level_bid, min(LOT, position.sellable()),
+                      quote.bid_size, quote.ask_size)
+    return None
+
+
+def decide(quote: Quote, position: Position, trade: Trade) -> Optional[Intent]:
+    """Apply the strategy's decision rules, in order, to one trade print."""
+    side = signal_side(quote, trade)
+    return None if side is None else order_for(side, quote, position)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A signal, and what came of it: the order to send, or why none is."""
+    side: str
+    intent: Optional[Intent] = None
+    why_not: str = ""
+
+
+def follow(quote: Quote, position: Position, trade: Trade, blocked: Optional[str],
+           reserve: Callable[[], bool]) -> Optional[Decision]:
     """One trade print through every rule of the run: the one place they live.
 
-    The bot, the replay's counts and the property test all call this.
-    `trading` is False while the bot's state may be stale (the trading stream
-    is down, Ctrl+C, too close to the close); `reserve` books the REST budget
-    for the order's submit and cancel, or says there is none.
+    The bot, the replay's counts and the property test all call this. None
+    for a print that is no signal (nearly all of them). `blocked` says why
+    no order may go now (the trading stream is down, Ctrl+C, too close to the
+    close, the loss limit), or is None; `reserve` books the REST budget for
+    the order's submit and cancel, or says there is none.
     """
-    if not trading:
-        return None                       # no order while our state may be stale
-    intent = decide(quote, position, trade)
-    if intent is None or not reserve():
-        return None                       # no budget: skipped, not queued; still armed
-    quote.disarm()                        # an attempt: one per level
-    return intent
+    side = signal_side(quote, trade)
+    if side is None:
+        return None
+    if blocked:
+        return Decision(side, why_not=blocked)        # no order while our state may be stale
+    intent = order_for(side, quote, position)
+    if intent is None:
+        return Decision(side, why_not="no room to buy" if side == "buy" else "nothing to sell")
+    if not reserve():
+        return Decision(side, why_not="REST rate budget")   # skipped, not queued; still armed
+    quote.disarm()                                    # an attempt: one per level
+    return Decision(side, intent)
 
 
 # --------------------------------------------------------------------------
@@ -481,6 +516,12 @@ def dollars(cents: int | float) -> str:
     return f"{cents / 100:.2f}"
 
 
+def price_text(cents: Fraction) -> str:
+    """An exact price in cents as Alpaca writes dollars: '10.0133'."""
+    return str((Decimal(cents.numerator) / Decimal(cents.denominator) / 100).quantize(
+        Decimal("0.0001")))
+
+
 def signed_dollars(cents: Fraction) -> str:
     """An exact amount of cents as +$1.23 / -$1.23, rounded (half away from
     zero) only here, where it is printed."""
@@ -524,6 +565,14 @@ def when_in_words(at_s: float, now_s: float) -> str:
     utc = time.gmtime(at_s)
     et = datetime.datetime.fromtimestamp(at_s, NEW_YORK)
     return f"in {span}, at {et:%H:%M} ET ({utc.tm_hour:02d}:{utc.tm_min:02d} UTC)"
+
+
+def stamp(t: ExchangeTime) -> str:
+    """An exchange time as RFC-3339: the stream's own string, or ns formatted."""
+    if isinstance(t, str):
+        return t
+    seconds, frac = divmod(t, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{frac:09d}Z"
 
 
 def ws_url(http_url: str) -> str:
@@ -710,6 +759,171 @@ def _settle(future: asyncio.Future, result: Any, error: Optional[BaseException])
 
 
 # --------------------------------------------------------------------------
+# The journal: what every run did, in a SQLite file (README, "The journal").
+# --------------------------------------------------------------------------
+JOURNAL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,          -- UTC
+    ended_at TEXT,
+    symbols TEXT NOT NULL,             -- comma-separated
+    quantity INTEGER NOT NULL,         -- per symbol
+    endpoint TEXT NOT NULL,
+    feed TEXT NOT NULL,
+    max_loss_cents INTEGER,
+    exit_code INTEGER,
+    marks TEXT                         -- JSON: each symbol's last mid (cents) at the end
+);
+CREATE TABLE IF NOT EXISTS signals (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,              -- the run's n-th signal
+    symbol TEXT NOT NULL,
+    exchange_time TEXT NOT NULL,       -- the print's time, as the stream gave it (UTC)
+    exchange_ns INTEGER NOT NULL,
+    side TEXT NOT NULL,                -- buy or sell
+    level_bid_cents INTEGER, level_ask_cents INTEGER,
+    bid_size INTEGER, ask_size INTEGER,                -- the live sizes
+    print_cents INTEGER, print_size INTEGER, print_conditions TEXT,
+    client_order_id TEXT,              -- the order sent, or NULL ...
+    why_not TEXT,                      -- ... and why not
+    mid_cents REAL,                    -- the mid at the print,
+    mid_1s_cents REAL,                 -- 1 s later and
+    mid_10s_cents REAL,                -- 10 s later (exchange time)
+    PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS orders (
+    client_order_id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    order_id TEXT,                     -- Alpaca's, once known
+    symbol TEXT NOT NULL, side TEXT NOT NULL, qty INTEGER NOT NULL,
+    type TEXT NOT NULL,                -- limit or market
+    limit_cents INTEGER,
+    exchange_ns INTEGER,               -- its signal's print (NULL: a market order)
+    sent_at TEXT NOT NULL,             -- UTC
+    answered_at TEXT, answer TEXT,     -- the submit's answer: HTTP status, or no answer
+    outcome TEXT,                      -- fill, canceled, expired, ..., refused, never placed
+    filled_qty INTEGER NOT NULL DEFAULT 0,
+    filled_avg_price TEXT,             -- dollars, as Alpaca gives it
+    ended_at TEXT
+);
+CREATE TABLE IF NOT EXISTS fills (
+    run_id TEXT NOT NULL,
+    client_order_id TEXT NOT NULL,
+    symbol TEXT NOT NULL, side TEXT NOT NULL,
+    qty INTEGER NOT NULL,              -- this execution's shares
+    price TEXT NOT NULL,               -- dollars, as Alpaca gives it
+    at TEXT NOT NULL,                  -- UTC, when the bot saw it
+    exchange_ns INTEGER,               -- its order's print, to line up with market data
+    position_after INTEGER NOT NULL    -- this run's shares of the symbol after it
+);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL, client_order_id TEXT NOT NULL, event TEXT NOT NULL, at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS signals_run ON signals (run_id);
+CREATE INDEX IF NOT EXISTS orders_run ON orders (run_id);
+CREATE INDEX IF NOT EXISTS fills_run ON fills (run_id);
+"""
+J_RUN = ("INSERT INTO runs (run_id, started_at, symbols, quantity, endpoint, feed, "
+         "max_loss_cents) VALUES (?, ?, ?, ?, ?, ?, ?)")
+J_RUN_END = "UPDATE runs SET ended_at = ?, exit_code = ?, marks = ? WHERE run_id = ?"
+J_SIGNAL = ("INSERT INTO signals (run_id, seq, symbol, exchange_time, exchange_ns, side, "
+            "level_bid_cents, level_ask_cents, bid_size, ask_size, print_cents, print_size, "
+            "print_conditions, client_order_id, why_not, mid_cents) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+J_MID = {1: "UPDATE signals SET mid_1s_cents = ? WHERE run_id = ? AND seq = ?",
+         10: "UPDATE signals SET mid_10s_cents = ? WHERE run_id = ? AND seq = ?"}
+J_ORDER = ("INSERT INTO orders (client_order_id, run_id, symbol, side, qty, type, limit_cents, "
+           "exchange_ns, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+J_ANSWER = ("UPDATE orders SET answered_at = ?, answer = ?, order_id = COALESCE(order_id, ?) "
+            "WHERE client_order_id = ?")
+J_ORDER_ID = "UPDATE orders SET order_id = ? WHERE client_order_id = ? AND order_id IS NULL"
+J_FILL = ("INSERT INTO fills (run_id, client_order_id, symbol, side, qty, price, at, "
+          "exchange_ns, position_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+J_OUTCOME = ("UPDATE orders SET outcome = ?, filled_qty = ?, filled_avg_price = ?, ended_at = ? "
+             "WHERE client_order_id = ?")
+J_EVENT = "INSERT INTO events (run_id, client_order_id, event, at) VALUES (?, ?, ?, ?)"
+JOURNAL_FLUSH_S = 0.5                # committed this often: a crash loses at most a second
+JOURNAL_BUSY_S = 10.0                # another bot writing the same file: wait this long
+
+
+def utc_now() -> str:
+    """Now, UTC, to the millisecond: '2026-11-23T14:30:01.123Z'."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+class Journal:
+    """The run's signals, orders, fills and terminal events, in SQLite.
+
+    Writes leave the event loop here, for a thread of their own: a trade
+    never waits for the disk. They are committed every half second (a crash
+    loses at most the last second), and at the end (Ctrl+C flushes). Several
+    bots and runs share one file: WAL mode, and a writer waits its turn."""
+
+    _STOP = object()
+
+    def __init__(self, path: Optional[Path]) -> None:
+        self.path = path
+        self._rows: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: Optional[threading.Thread] = None
+        if path is None:
+            return
+        try:
+            self._db = sqlite3.connect(path, timeout=JOURNAL_BUSY_S, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(JOURNAL_SCHEMA)
+        except sqlite3.Error as exc:
+            raise FatalError(f"cannot open the journal {path}: {exc} (--journal PATH, or "
+                             "--no-journal)") from None
+        self._thread = threading.Thread(target=self._write, name="journal", daemon=True)
+        self._thread.start()
+
+    def add(self, sql: str, *params: Any) -> None:
+        """Queue one statement (cheap: the loop never waits for the disk)."""
+        if self._thread is not None:
+            self._rows.put((sql, params))
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Write everything queued, then close."""
+        if self._thread is not None:
+            self._rows.put(self._STOP)
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def _write(self) -> None:
+        stop = False
+        while not stop:
+            batch = [self._rows.get()]
+            deadline = time.monotonic() + JOURNAL_FLUSH_S
+            while batch[-1] is not self._STOP and (left := deadline - time.monotonic()) > 0:
+                try:
+                    batch.append(self._rows.get(timeout=left))
+                except queue.Empty:
+                    break
+            if batch[-1] is self._STOP:
+                stop = True
+                batch.pop()
+            self._commit(batch)
+        self._db.close()
+
+    def _commit(self, batch: list) -> None:
+        for attempt in itertools.count():
+            try:
+                with self._db:                     # one transaction a batch
+                    for sql, params in batch:
+                        self._db.execute(sql, params)
+                return
+            except sqlite3.OperationalError as exc:   # locked past the busy timeout, a full disk
+                if attempt == 0:
+                    log.warning("journal: %s; retrying", exc)
+                if attempt >= 5:
+                    log.error("journal: %s: %d rows not written", exc, len(batch))
+                    return
+                time.sleep(1.0)
+
+
+# --------------------------------------------------------------------------
 # The order desk: every order of the run, from decision to terminal state.
 # --------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -747,10 +961,13 @@ class OrderDesk:
     """
 
     def __init__(self, cfg: Config, rest: REST, rest_thread: RestThread,
-                 limiter: RateLimiter, positions: dict[str, Position]) -> None:
+                 limiter: RateLimiter, positions: dict[str, Position],
+                 journal: Journal, run_id: str) -> None:
         self.cfg, self.rest, self.rest_thread, self.limiter = cfg, rest, rest_thread, limiter
         self.positions = positions
-        self.run_id = uuid.uuid4().hex[:8]
+        self.journal = journal
+        self.run_id = run_id
+        self.print_ns: dict[str, Optional[int]] = {}   # client_order_id -> its signal's print
         self._seq = itertools.count(1)
         self.symbol_of: dict[str, str] = {}       # client_order_id -> symbol (the registry)
         self.lives: dict[str, asyncio.Task] = {}  # client_order_id -> the task seeing it through
@@ -794,9 +1011,10 @@ class OrderDesk:
         return f"{CLIENT_ID_PREFIX}{self.run_id}-{next(self._seq)}"
 
     def send(self, symbol: str, side: str, qty: int, limit_cents: Optional[int],
-             budgeted: bool = True) -> str:
+             budgeted: bool = True, print_t: Optional[ExchangeTime] = None) -> str:
         """Register the order, then send it now (a task on this loop); a limit
-        is cancelled at once, a market order (flatten) only at shutdown."""
+        is cancelled at once, a market order (flatten) only at shutdown.
+        `print_t`: the exchange time of the print it follows (the journal)."""
         coid = self.new_client_id()
         self.positions[symbol].register(coid, side, qty, time.monotonic())
         self.symbol_of[coid] = symbol
@@ -804,6 +1022,10 @@ class OrderDesk:
         task = start_now(self._life(coid, symbol, side, qty, limit_cents, budgeted))
         self.lives[coid] = task
         task.add_done_callback(lambda _: self.lives.pop(coid, None))
+        self.print_ns[coid] = print_ns = None if print_t is None else as_ns(print_t)
+        self.journal.add(J_ORDER, coid, self.run_id, symbol, side, qty,
+                         "market" if limit_cents is None else "limit", limit_cents, print_ns,
+                         utc_now())
         return coid
 
     async def _life(self, coid: str, symbol: str, side: str, qty: int,
@@ -816,11 +1038,14 @@ class OrderDesk:
         position = self.positions[symbol]
         try:
             answer = await self._request("POST", "/v2/orders", body, budgeted=budgeted)
+            self.journal.add(J_ANSWER, utc_now(), str(answer), answer.body.get("id")
+                             if answer.ok and isinstance(answer.body, dict) else None, coid)
             if answer.ok and isinstance(answer.body, dict):
                 self.apply(OrderUpdate.from_order(answer.body))      # its id (a fill, even)
             elif answer.refused:
                 log.warning("REJECTED %s: %s", coid, answer)
                 position.refused(coid)
+                self.journal_end(coid, f"refused: {answer}", 0, None)
                 return
             else:
                 log.warning("order %s: %s; outcome unknown: resolving it by client_order_id",
@@ -832,6 +1057,7 @@ class OrderDesk:
             if coid not in position.orders:          # terminal: forget it
                 self._news.pop(coid, None)
                 self.symbol_of.pop(coid, None)
+                self.print_ns.pop(coid, None)
 
     async def _see_through(self, coid: str, position: Position, ioc: bool,
                            cancel_budgeted: bool) -> None:
@@ -870,6 +1096,7 @@ class OrderDesk:
                 if position.not_found(coid, time.monotonic()):
                     log.warning("order %s was never placed (not found %.0f s after it was "
                                 "sent): released", coid, IN_FLIGHT_S)
+                    self.journal_end(coid, "never placed", 0, None)
             elif found is not None:
                 if found.get("status") not in ("pending_cancel", None):
                     cancelled = False      # still working after our cancel: ask again
@@ -940,17 +1167,28 @@ class OrderDesk:
             log.debug("ignoring %s for an order this run did not place", update.event)
             return
         position = self.positions[symbol]
-        if update.client_order_id not in position.orders:
+        coid = update.client_order_id
+        order = position.orders.get(coid)
+        if order is None:
             return                                     # already terminal
-        delta = position.on_update(update.client_order_id, update.event, update.filled_qty,
+        known, notional = order.order_id, order.notional_cents
+        delta = position.on_update(coid, update.event, update.filled_qty,
                                    update.filled_avg_cents, update.order_id)
+        if known is None and order.order_id is not None:
+            self.journal.add(J_ORDER_ID, order.order_id, coid)
         if delta:
+            # This execution's price: the stream says; a look-up gives only the
+            # cumulative average, from which the new shares' price follows.
+            price = update.price or price_text((order.notional_cents - notional) / delta)
             log.info("FILL %s %d %s @ %s (%s; position %+d)", update.side.upper(), delta,
-                     symbol, update.price or dollars(float(update.filled_avg_cents)),
-                     update.event, position.held)
-        elif update.event in TERMINAL_EVENTS:
-            log.info("%s %s (filled %d)", update.event.upper(), update.client_order_id,
-                     update.filled_qty)
+                     symbol, price, update.event, position.held)
+            self.journal.add(J_FILL, self.run_id, coid, symbol, order.side, delta, price,
+                             utc_now(), self.print_ns.get(coid), position.held)
+        if update.event in TERMINAL_EVENTS:
+            if not delta:
+                log.info("%s %s (filled %d)", update.event.upper(), coid, update.filled_qty)
+            self.journal_end(coid, update.event, update.filled_qty,
+                             price_text(update.filled_avg_cents) if update.filled_qty else None)
         if (news := self._news.get(update.client_order_id)) is not None:
             news.set()
 
@@ -965,6 +1203,11 @@ class OrderDesk:
 
     def open_orders(self) -> list[str]:
         return [coid for p in self.positions.values() for coid in p.orders]
+
+    def journal_end(self, coid: str, outcome: str, filled: int, avg: Optional[str]) -> None:
+        now = utc_now()
+        self.journal.add(J_OUTCOME, outcome, filled, avg, now, coid)
+        self.journal.add(J_EVENT, self.run_id, coid, outcome, now)
 
     # -- start and stop ---------------------------------------------------
     async def cancel_stale(self, order_id: str, coid: str) -> None:
@@ -1087,6 +1330,7 @@ class DataStream:
         self.url = f"{ws_url(cfg.data_url)}/v2/{cfg.feed}"
         self.cfg = cfg
         self.quotes, self.on_level, self.on_trade = quotes, on_level, on_trade
+        self.watch: Optional[Callable[[list], None]] = None   # shown each frame, when set
         self.ws: Optional[websockets.WebSocketClientProtocol] = None
         self.last_data = time.monotonic()     # when the last frame arrived (watchdog)
 
@@ -1139,6 +1383,8 @@ class DataStream:
                 continue
             try:
                 self.dispatch(messages)
+                if self.watch is not None:
+                    self.watch(messages)
             except Exception:         # nor a frame of the wrong shape
                 log.warning("skipped unreadable market data: %.200s", raw)
 
@@ -1245,15 +1491,20 @@ class TickTaker:
     """Owns the state and the I/O of one run."""
 
     def __init__(self, cfg: Config, rest: REST, limiter: RateLimiter,
-                 stop: asyncio.Event) -> None:
+                 stop: asyncio.Event, journal: Journal) -> None:
         self.cfg = cfg
         self.rest = rest
         self.stop = stop                # Ctrl+C, the close, or a fatal error
+        self.journal = journal
+        self.run_id = uuid.uuid4().hex[:8]
         self.rest_thread = RestThread()
         self.instruments = {s: Instrument(s, Quote(), Position(cfg.quantity))
                             for s in cfg.symbols}
         self.desk = OrderDesk(cfg, rest, self.rest_thread, limiter,
-                              {s: i.position for s, i in self.instruments.items()})
+                              {s: i.position for s, i in self.instruments.items()},
+                              journal, self.run_id)
+        self.signal_seq = itertools.count(1)
+        self.mid_watch: dict[str, list[list]] = {}   # symbol -> [due ns, seq, horizon, mid]
         self.closing = False            # too close to the close for new orders
         self.halted: Optional[str] = None  # why the run stopped trading itself (--max-loss)
         self.trading_live = False       # the trading stream is up: fills are seen
@@ -1269,21 +1520,80 @@ class TickTaker:
         log.debug("level %s %s/%s %s", symbol, dollars(quote.level_bid),
                   dollars(quote.level_ask), "armed" if quote.armed else "not armed")
 
-    def can_trade(self) -> bool:
-        return (self.trading_live and not self.closing and not self.stop.is_set()
-                and not self.desk.stopping and self.halted is None)
+    def blocked(self) -> Optional[str]:
+        """Why no order may go now (our state may be stale, or the run is
+        ending), or None."""
+        if self.halted:
+            return "loss limit"
+        if self.stop.is_set() or self.desk.stopping:
+            return "stopping"
+        if self.closing:
+            return "too close to the close"
+        if not self.trading_live:
+            return "trading stream down"
+        return None
 
     def on_trade(self, symbol: str, trade: Trade) -> None:
         inst = self.instruments[symbol]
-        intent = follow(inst.quote, inst.position, trade, self.can_trade(), self.desk.reserve)
-        if intent is None:
+        decision = follow(inst.quote, inst.position, trade, self.blocked(), self.desk.reserve)
+        if decision is None:
+            return                               # not a signal: nearly every print
+        intent, coid = decision.intent, None
+        if intent is not None:
+            coid = self.desk.send(symbol, intent.side, intent.qty, intent.limit_cents,
+                                  print_t=trade.t)
+            # Logged once the order is on the wire: writing the line first would delay it.
+            asyncio.get_running_loop().call_soon(
+                log.info, "%s %d %s @ %s (level %d, %s; print at %s) [%s]",
+                intent.side.upper(), intent.qty, symbol, dollars(intent.limit_cents),
+                inst.quote.level_changes, intent.reason, trade.t, coid)
+        self.journal_signal(symbol, trade, decision, coid)
+
+    # -- the journal: signals, and the mid after them ---------------------
+    def journal_signal(self, symbol: str, trade: Trade, decision: Decision,
+                       coid: Optional[str]) -> None:
+        """A signal, whether an order went or why not; the mid 1 s and 10 s
+        later (exchange time) is filled in as the quotes come."""
+        if self.journal.path is None:
             return
-        coid = self.desk.send(symbol, intent.side, intent.qty, intent.limit_cents)
-        # Logged once the order is on the wire: writing the line first would delay it.
-        asyncio.get_running_loop().call_soon(
-            log.info, "%s %d %s @ %s (level %d, %s; print at %s) [%s]", intent.side.upper(),
-            intent.qty, symbol, dollars(intent.limit_cents), inst.quote.level_changes,
-            intent.reason, trade.t, coid)
+        q = self.instruments[symbol].quote
+        seq, t_ns, mid = next(self.signal_seq), as_ns(trade.t), (q.bid + q.ask) / 2
+        self.journal.add(J_SIGNAL, self.run_id, seq, symbol, stamp(trade.t), t_ns,
+                         decision.side, q.level_bid, q.level_ask, q.bid_size, q.ask_size,
+                         trade.price_cents, trade.size, "".join(trade.conditions or ()), coid,
+                         decision.why_not or None, mid)
+        watch = self.mid_watch.setdefault(symbol, [])
+        watch += [[t_ns + h * 1_000_000_000, seq, h, mid] for h in J_MID]
+        self.data.watch = self.watch_mids
+
+    def watch_mids(self, messages: list[dict]) -> None:
+        """After a frame: for each signal waiting for its mid 1 s (or 10 s)
+        later, the mid at the last quote of its symbol at or before that time.
+        One timestamp is parsed a frame and symbol (the last quote's), more
+        only in the frame where the time is passed."""
+        for symbol, waiting in list(self.mid_watch.items()):
+            last = next((m for m in reversed(messages)
+                         if m.get("S") == symbol and m.get("T") == "q"), None)
+            if last is None:
+                continue
+            quote = self.instruments[symbol].quote
+            if as_ns(last["t"]) < min(w[0] for w in waiting):
+                for w in waiting:                   # nothing due: the mid so far
+                    w[3] = (quote.bid + quote.ask) / 2
+                continue
+            for m in messages:                     # a time is passed in this frame: where
+                if m.get("S") != symbol or m.get("T") != "q":
+                    continue
+                t_ns = as_ns(m["t"])
+                for w in [w for w in waiting if w[0] < t_ns]:
+                    self.journal.add(J_MID[w[2]], w[3], self.run_id, w[1])
+                    waiting.remove(w)
+                for w in waiting:
+                    w[3] = (m["bp"] + m["ap"]) * 50
+            if not waiting:
+                del self.mid_watch[symbol]
+        if not self.mid_watch:
+            self.data.watch = None
 
     # -- start-up --------------------------------------------------------------
     async def rest_call(self, what: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
@@ -1552,6 +1862,9 @@ class TickTaker:
     async def run(self) -> int:
         """Trade until `stop` is set (Ctrl+C, the close) or a fatal error;
         return the exit code."""
+        self.journal.add(J_RUN, self.run_id, utc_now(), ",".join(self.cfg.symbols),
+                         self.cfg.quantity, self.cfg.base_url, self.cfg.feed,
+                         self.cfg.max_loss_cents)
         starting = asyncio.create_task(self.start())
         stopper = asyncio.create_task(self.stop.wait())
         await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -1623,6 +1936,13 @@ class TickTaker:
                       "them in your dashboard", len(still_open), ", ".join(still_open))
             return code or EXIT_ORDERS_OPEN
         return code
+
+    def journal_end(self, code: int) -> None:
+        """The run's end in the journal: when, how, and each symbol's last mid
+        (to mark what it holds)."""
+        marks = {s: (i.quote.bid + i.quote.ask) / 2 for s, i in self.instruments.items()
+                 if i.quote.bid > 0 and i.quote.ask > 0}
+        self.journal.add(J_RUN_END, utc_now(), code, json.dumps(marks), self.run_id)
 
     def log_summary(self) -> None:
         for symbol, inst in self.instruments.items():
@@ -1726,6 +2046,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    metavar="PER_MINUTE",
                    help=f"most REST requests a minute (default {RATE_LIMIT_PER_MIN}, "
                    "Alpaca's documented limit; raise it only if your plan allows more)")
+    p.add_argument("--journal", type=Path, default=Path(DEFAULT_JOURNAL), metavar="PATH",
+                   help="record this run's signals, orders and fills in this SQLite file, "
+                   f"shared with earlier runs (default {DEFAULT_JOURNAL}, here)")
+    p.add_argument("--no-journal", action="store_true", help="keep no journal")
     p.add_argument("--log-file", type=Path, metavar="PATH",
                    help="also write the log to this file (appended; the same lines as the "
                    "terminal)")
@@ -1769,7 +2093,8 @@ def make_config(args: argparse.Namespace) -> Config:
     max_loss = None if args.max_loss is None else round(args.max_loss * 100)
     return Config(tuple(args.symbol), args.quantity, key_id, secret, base,
                   data.rstrip("/"), args.feed, args.stale_seconds, args.stop_before_close,
-                  args.flatten_at_close, args.rest_rate, max_loss)
+                  args.flatten_at_close, args.rest_rate, max_loss,
+                  None if args.no_journal else args.journal)
 
 
 class Redacting(logging.Formatter):
@@ -1843,8 +2168,15 @@ async def amain(cfg: Config) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig.name)
     limiter = RateLimiter(cfg.rest_rate)
-    bot = TickTaker(cfg, make_rest(cfg, limiter), limiter, stop)
-    return await bot.run()
+    journal = Journal(cfg.journal)
+    bot = TickTaker(cfg, make_rest(cfg, limiter), limiter, stop, journal)
+    code = EXIT_FATAL
+    try:
+        code = await bot.run()
+        return code
+    finally:
+        bot.journal_end(code)
+        journal.close()                 # Ctrl+C included: everything is written
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -39,8 +39,8 @@ MUTANTS = {
     "lot-size": ("if trade.size < LOT:", "if trade.size < 1:"),
     "capacity": ("return self.preexisting + self.held + self.pending_buys + LOT <= self.quantity",
                  "return self.held + self.pending_buys < self.quantity - LOT"),
-    "short-selling": ("and position.sellable() >= 1):", "and True):"),
-    "one-attempt": ("quote.disarm()\nreturn intent", "return intent"),
+    "short-selling": ('if side == "sell" and position.sellable() >= 1:', 'if side == "sell":'),
+    "one-attempt": ("quote.disarm()\nreturn Decision(side, intent)", "return Decision(side, intent)"),
     "arm-any-jump": ("abs(bid - prev_bid) == TICK_CENTS", "True"),
     "arm-first-level": ("self.armed = prev_bid is not None and", "self.armed = "),
     "live-at-level": ("if not quote.at_level():", "if False:"),
@@ -51,7 +51,8 @@ MUTANTS = {
                                    "return conditions is None or not REGULAR_CONDITIONS.isdisjoint(conditions)"),
     "cancels-trigger": ('elif kind == "t":', 'elif kind in ("t", "x"):'),
     "empty-side-follows": ("if bid_size <= 0 or ask_size <= 0:", "if False:"),
-    "odd-lot-never-sold": ("and position.sellable() >= 1):", "and position.sellable() >= LOT):"),
+    "odd-lot-never-sold": ('if side == "sell" and position.sellable() >= 1:',
+                           'if side == "sell" and position.sellable() >= LOT:'),
     "sell-always-a-lot": ('return Intent("sell", quote.level_bid, min(LOT, position.sellable()),',
                           'return Intent("sell", quote.level_bid, LOT,'),
     "bad-time-half-applied": ("level_time_ns = as_ns(t) if change else 0\nself.bid = bid",
@@ -73,10 +74,10 @@ MUTANTS = {
     "register-late": ("self.positions[symbol].register(coid, side, qty, time.monotonic())",
                       "pass"),
     # -- an order's life
-    "no-budget-check": ("if intent is None or not reserve():", "if intent is None:"),
+    "no-budget-check": ("if not reserve():", "if False:"),
     "budget-submit-only": ("if self.limiter.reserve(2, time.monotonic()):",
                            "if self.limiter.reserve(1, time.monotonic()):"),
-    "refused-kept": ("position.refused(coid)\nreturn", "return"),
+    "refused-kept": ("position.refused(coid)", "pass"),
     "5xx-is-refusal": ("elif answer.refused:", "elif not answer.ok:"),
     "404-trusted-at-once": (
         "if order is None or order.order_id is not None or now - order.sent_at <= IN_FLIGHT_S:",
@@ -91,10 +92,8 @@ MUTANTS = {
     "exit-0-with-open-orders": ("return code or EXIT_ORDERS_OPEN", "return code"),
     # -- streams, start-up and the run
     "no-reconcile-after-drop": ("await self.desk.reconcile()", "pass"),
-    "orders-while-trading-down": ("return (self.trading_live and not self.closing",
-                                  "return (not self.closing"),
-    "orders-after-close-buffer": ("return (self.trading_live and not self.closing",
-                                  "return (self.trading_live"),
+    "orders-while-trading-down": ("if not self.trading_live:", "if False:"),
+    "orders-after-close-buffer": ("if self.closing:", "if False:"),
     "armed-after-data-drop": ('inst.quote.forget()\nlog.warning("market data gap: level forgotten; '
                               'the next level is a first level")', 'log.warning("market data gap")'),
     "watchdog-no-forget": ("warned.add(symbol)\ninst.quote.forget()", "warned.add(symbol)"),
@@ -106,6 +105,32 @@ MUTANTS = {
     "no-listening-wait": ('reply = await recv_json(self.ws, self.what)\nif isinstance(reply, dict) '
                           'and reply.get("stream") == "listening":', "if True:"),
     "startup-no-retry": ("if not transient(exc):", "if True:"),
+    "task-end-stops-run": ("if stopper in done:", "if done:"),
+    "ctrl-c-waits-for-start-up": ("starting.cancel()\nawait asyncio.gather(starting, return_exceptions=True)",
+                                  "await asyncio.gather(starting, return_exceptions=True)"),
+    # -- safe to leave running
+    "live-without-flag": ("if not live:", "if False:"),
+    "symbol-not-checked": ("await self.check_symbols()", "pass"),
+    "keys-not-stripped": ('secret = (secret or os.environ.get("APCA_API_SECRET_KEY") or "").strip()',
+                          'secret = (secret or os.environ.get("APCA_API_SECRET_KEY") or "")'),
+    "secret-not-redacted": ('text = text.replace(secret, "[secret]")', "pass"),
+    "escaped-secret-not-redacted": ("cls.secrets |= {form, repr(form)[1:-1], json.dumps(form)[1:-1]}",
+                                    "cls.secrets |= {form}"),
+    "no-loss-limit": ("if pnl is not None and pnl <= -limit:", "if False:"),
+    "loss-marks-realized-only": ("return self.realized_cents + self.held * mark_cents - self.cost_cents",
+                                 "return self.realized_cents"),
+    "loss-limit-keeps-holdings": ("self.flatten()\nawait self.desk.settle(SHUTDOWN_DEADLINE_S)",
+                                  "await self.desk.settle(SHUTDOWN_DEADLINE_S)"),
+    "loss-exit-0": ("code = code or EXIT_LOSS_LIMIT", "pass"),
+    # -- the journal
+    "journal-loses-fills": ("self.journal.add(J_FILL, self.run_id, coid, symbol, order.side, delta, price,",
+                            "(None, self.run_id, coid, symbol, order.side, delta, price,"),
+    "journal-not-flushed-at-exit": ("journal.close()", "pass"),
+    "journal-waits-for-nothing": ("batch = [self._rows.get()]\ndeadline = time.monotonic() + JOURNAL_FLUSH_S",
+                                  "batch = [self._rows.get()]\ndeadline = time.monotonic() + 3600"),
+    # -- several symbols
+    "quiet-symbol-forgets-all": ("warned.add(symbol)\ninst.quote.forget()",
+                                 "warned.add(symbol)\n[i.quote.forget() for i in self.instruments.values()]"),
 }
 
 _COMMENT = re.compile(r"\s+#.*$")

@@ -61,8 +61,10 @@ class BotAgainstBroker(RuleBasedStateMachine):
         q = self.quote
         price = {"bid": q.bid, "ask": q.ask, "inside": q.bid + 1}[where] if q.bid else 0
         was_armed = q.armed
-        intent = tt.follow(q, self.position, tt.Trade(price, size, self.t), trading=self.stream_up,
-                           reserve=lambda: budget)
+        decision = tt.follow(q, self.position, tt.Trade(price, size, self.t),
+                             blocked=None if self.stream_up else "trading stream down",
+                             reserve=lambda: budget)
+        intent = decision and decision.intent
         if intent is None:
             assert q.armed == was_armed          # no attempt: the level stays as it was
             return
