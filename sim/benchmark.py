@@ -150,7 +150,8 @@ class Run:
     `symbols`: what the client follows; quotes are spread over all of them,
     signals go to each in turn (the bot, on several symbols)."""
 
-    def __init__(self, kind: str, tmp: Path, symbols: tuple[str, ...] = (SYMBOL,)) -> None:
+    def __init__(self, kind: str, tmp: Path, symbols: tuple[str, ...] = (SYMBOL,),
+                 extra: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self.symbols = symbols
         self.turn = 0
@@ -161,8 +162,8 @@ class Run:
         if kind.startswith("bot"):
             # hundreds of orders a minute here: lift the bot's REST rate limit
             self.client = Bot(["--symbol", symbol, "--quantity", str(QUANTITY), "--live",
-                               "--rest-rate", "1000000"], env, tmp,
-                              log_name=f"{kind}.log")
+                               "--rest-rate", "1000000", "--journal", f"{kind}.db", *extra],
+                              env, tmp, log_name=f"{kind}.log")
         else:
             env["PYTHONPATH"] = str(ROOT)
             extra = ["--mode", "blocking"] if kind == "2019 design" else []
@@ -292,7 +293,8 @@ def measure(tape: Tape, tmp: Path) -> dict[str, dict]:
     then each one's memory over the hour, in a fresh process."""
     print("measuring the bot and the baseline, turn by turn ...", file=sys.stderr, flush=True)
     runs = {"bot": Run("bot", tmp), "baseline": Run("baseline", tmp),
-            "bot, 10 symbols": Run("bot, 10 symbols", tmp, TEN)}
+            "bot, 10 symbols": Run("bot, 10 symbols", tmp, TEN),
+            "bot, no journal": Run("bot, no journal", tmp, extra=("--no-journal",))}
     got: dict[str, dict] = {kind: {"t2o": [], "pong": [], "qps": []} for kind in runs}
     try:
         for run in runs.values():
@@ -425,7 +427,7 @@ def main() -> int:
         found = measure(tape, Path(tmp))
         day = replay_speed(Path(tmp))
     bot, base, old = found["bot"], found["baseline"], found["2019 design"]
-    ten = found["bot, 10 symbols"]
+    ten, bare = found["bot, 10 symbols"], found["bot, no journal"]
     ms = 1000
     rows = [
         ("tick-to-order p50", f"{bot['p50'] * ms:.2f} ms", f"{base['p50'] * ms:.2f} ms",
@@ -452,6 +454,12 @@ def main() -> int:
          f"{ten['qps_cpu']:,.0f}", f"{bot['qps_cpu']:,.0f}", found["ten_ratio"], ">= 0.9x",
          found["ten_ratio"] >= 0.9),
     ]
+    journal = [
+        ("tick-to-order p50", f"{bot['p50'] * ms:.2f} ms", f"{bare['p50'] * ms:.2f} ms",
+         bot["p50"] / bare["p50"], "unchanged (within noise)", None),
+        ("tick-to-order p99", f"{bot['p99'] * ms:.2f} ms", f"{bare['p99'] * ms:.2f} ms",
+         bot["p99"] / bare["p99"], "", None),
+    ]
     print(f"\ntick-taker benchmark, {SIGNALS} signals; machine: {machine()}\n")
     print(f"| measure | bot | baseline | bot/baseline | target | met |\n|---|---|---|---|---|---|")
     for name, b, a, ratio, target, met in rows:
@@ -462,6 +470,10 @@ def main() -> int:
     for name, b, a, ratio, target, met in several:
         print(f"| {name} | {b} | {a} | {ratio:.3g} | {target} | "
               f"{'' if met is None else ('yes' if met else 'NO')} |")
+    print("\nthe bot with its journal (the default) against the bot with --no-journal, same run:\n")
+    print("| measure | journal | no journal | ratio | target | met |\n|---|---|---|---|---|---|")
+    for name, b, a, ratio, target, met in journal:
+        print(f"| {name} | {b} | {a} | {ratio:.3g} | {target} | |")
     growth = (bot["rss"][-1] - bot["rss"][0]) / 1024
     print(f"\nbot RSS at each tenth of the hour (MiB): "
           f"{', '.join(f'{k / 1024:.1f}' for k in bot['rss'])}  (growth {growth:+.1f} MiB)")

@@ -41,7 +41,8 @@ import tick_taker as tt
 from sim import history
 from sim.alpaca import FakeAlpaca, FillPolicy
 from sim.bot import Bot, clean_env
-from sim.report import Outcome, analyse, chart, could_trigger, day_row, range_table, report
+from sim.report import (Outcome, analyse, chart, could_trigger, day_row, range_table,
+                        read_journal, report, tape_books)
 from sim.tape import Tape
 
 DATA = Path(__file__).resolve().parent / "data" / "msft_2012-06-21.csv.gz"
@@ -50,7 +51,8 @@ SOURCE = "LOBSTER sample, level 1 rebuilt from messages"
 
 @dataclass
 class RunResult:
-    outcomes: dict[str, Outcome]
+    outcomes: dict[str, Outcome]          # what the bot did, from its journal
+    books: dict[str, Outcome]             # the same, from the simulated Alpaca's books
     bot_output: str
     exit_code: int
     seconds: float
@@ -93,11 +95,14 @@ def run(tape: Tape, speed: Optional[float], quantity: int, latency_ms: float,
             bar.close()
         seconds = time.monotonic() - started
         code = bot.stop(timeout=30)
-        outcomes = {s: Outcome([o for o in fake.orders.values() if o["symbol"] == s
-                                and o["client_order_id"].startswith(tt.CLIENT_ID_PREFIX)],
-                               [(t, side, n, p) for t, sym, side, n, p in fake.executions
-                                if sym == s]) for s in symbols}
-        return RunResult(outcomes, bot.output(), code, seconds)
+        books = {s: Outcome([o for o in fake.orders.values() if o["symbol"] == s
+                             and o["client_order_id"].startswith(tt.CLIENT_ID_PREFIX)],
+                            [(t, side, n, p) for t, sym, side, n, p in fake.executions
+                             if sym == s]) for s in symbols}
+        # What the bot did: as the bot itself recorded it (the run just ended is
+        # the journal's last).
+        outcomes = read_journal(out / tt.DEFAULT_JOURNAL).outcomes
+        return RunResult(outcomes, books, bot.output(), code, seconds)
     finally:
         bot.kill()
         fake.stop()
@@ -122,7 +127,8 @@ def replay_tape(tape: Tape, source: str, args: argparse.Namespace, out: Path) ->
     text = report(tape, counts, result.outcomes, source, how, summary, result.exit_code)
     print(text)
     (out / "report.txt").write_text(text + "\n")
-    chart(tape, result.outcomes, out / "chart.png", f"tick-taker replay: {source}")
+    chart(tape_books(tape), result.outcomes, (tape.times[0], tape.times[-1]), out / "chart.png",
+          f"tick-taker replay: {source}")
     print(f"\nwrote {out / 'report.txt'}, {out / 'chart.png'} and {out / 'bot.log'}\n")
     day = dt.datetime.fromtimestamp(tape.times[0] / 1e9, history.ET).date().isoformat()
     return day_row(day, tape, counts, result.outcomes) + [result.exit_code]

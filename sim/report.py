@@ -62,9 +62,9 @@ def analyse(tape: Tape) -> dict[str, RuleCounts]:
         if e[0] == "q":
             quote.on_quote(e[3] // 100, e[4] // 100, e[5], e[6], e[1])
         elif (trade := print_of(e)) is not None:
-            intent = tt.follow(quote, room, trade, trading=True, reserve=lambda: True)
-            if intent is not None:
-                counts[e[2]].signals[intent.side].append((e[1], intent.limit_cents))
+            decision = tt.follow(quote, room, trade, blocked=None, reserve=lambda: True)
+            if decision is not None and decision.intent is not None:
+                counts[e[2]].signals[decision.side].append((e[1], decision.intent.limit_cents))
     for symbol, (quote, _) in state.items():
         counts[symbol].level_changes = quote.level_changes
         counts[symbol].armed_levels = quote.armed_levels
@@ -93,7 +93,7 @@ def could_trigger(tape: Tape) -> tuple[frozenset[int], frozenset[int]]:
             first.on_quote(e[3] // 100, e[4] // 100, e[5], e[6], e[1])
         elif (trade := print_of(e)) is not None and tt.decide(quote, room, trade) is not None:
             possible.append(i)
-            if tt.follow(first, room, trade, trading=True, reserve=lambda: True) is not None:
+            if tt.follow(first, room, trade, blocked=None, reserve=lambda: True) is not None:
                 likely.append(i)
     return frozenset(likely), frozenset(possible)
 
@@ -164,7 +164,14 @@ def rules_table(tape: Tape, counts: dict[str, RuleCounts]) -> list[str]:
                   "mid their way 1 s", "10 s"], rows)
 
 
-def bot_table(tape: Tape, outcomes: dict[str, Outcome]) -> list[str]:
+def last_mids(tape: Tape) -> dict[str, float]:
+    """Each symbol's mid at the tape's end (cents): what a position is marked at."""
+    return {s: tape.mid_at(s, tape.times[-1]) or 0 for s in tape.symbols}
+
+
+def bot_table(marks: dict[str, float], outcomes: dict[str, Outcome]) -> list[str]:
+    """What the bot did, a row per symbol (and a total): positions marked at
+    `marks` (each symbol's last mid, cents)."""
     rows = []
     total_realized = total_marked = Fraction(0)
     n_orders = n_filled = n_exec = bought_all = sold_all = 0
@@ -172,8 +179,7 @@ def bot_table(tape: Tape, outcomes: dict[str, Outcome]) -> list[str]:
         buys = sum(n for _, side, n, _ in o.executions if side == "buy")
         sells = sum(n for _, side, n, _ in o.executions if side == "sell")
         filled = sum(int(order["filled_qty"]) > 0 for order in o.orders)
-        mark = tape.mid_at(symbol, tape.times[-1]) or 0
-        realized, marked, held = pnl(o.executions, mark)
+        realized, marked, held = pnl(o.executions, marks.get(symbol, 0))
         rows.append([symbol, f"{len(o.orders)} ({sum(x['side'] == 'buy' for x in o.orders)}/"
                      f"{sum(x['side'] == 'sell' for x in o.orders)})",
                      pct(filled, len(o.orders)), f"{buys} / {sells}", f"{held:+d}",
@@ -207,8 +213,8 @@ def report(tape: Tape, counts: dict[str, RuleCounts], outcomes: dict[str, Outcom
              f"  {len(tape.events):,} events ({tape.quote_count():,} quotes), {how}", "",
              "What the rules find in the data (identical every run; unlimited room to buy "
              "and sell):", *rules_table(tape, counts), "",
-             "What the bot did (fills at the simulated Alpaca; P&L before fees):",
-             *bot_table(tape, outcomes), ""]
+             "What the bot did (its journal; P&L before fees):",
+             *bot_table(last_mids(tape), outcomes), ""]
     lines += ["The bot's own summary:", *(f"  {line}" for line in bot_summary),
               f"Exit code: {exit_code}"]
     return "\n".join(lines)
@@ -221,8 +227,9 @@ def day_row(day: str, tape: Tape, counts: dict[str, RuleCounts],
     signals = sum(len(c.signals["buy"]) + len(c.signals["sell"]) for c in counts.values())
     orders = [o for out in outcomes.values() for o in out.orders]
     realized = marked = Fraction(0)
+    mids = last_mids(tape)
     for symbol, out in outcomes.items():
-        r, m, _ = pnl(out.executions, tape.mid_at(symbol, tape.times[-1]) or 0)
+        r, m, _ = pnl(out.executions, mids.get(symbol, 0))
         realized, marked = realized + r, marked + m
     return [day, len(tape.events), signals, len(orders),
             sum(int(o["filled_qty"]) > 0 for o in orders), realized, marked]
@@ -237,9 +244,16 @@ def range_table(rows: list[list]) -> str:
                             "marked to mid"], text))
 
 
-def chart(tape: Tape, outcomes: dict[str, Outcome], path: Path, title: str) -> None:
+def tape_books(tape: Tape) -> dict[str, tuple[list[int], list[tuple[int, int, int, int]]]]:
+    return {s: tape.books(s) for s in tape.symbols}
+
+
+def chart(books: dict[str, tuple[list[int], list]], outcomes: dict[str, Outcome],
+          span: tuple[int, int], path: Path, title: str) -> None:
     """Each symbol's mid (steps) in its bid/ask band with the bot's fills and
-    its position; the run's P&L over time at the bottom."""
+    its position; the run's P&L over time at the bottom. `books`: each
+    symbol's quote times and (bid, ask, ...) in cents; `span`: first and last
+    time (ns)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.dates as mdates
@@ -248,20 +262,20 @@ def chart(tape: Tape, outcomes: dict[str, Outcome], path: Path, title: str) -> N
     def when(t: int) -> dt.datetime:
         return dt.datetime.fromtimestamp(t / 1e9, ET).replace(tzinfo=None)
 
-    symbols = tape.symbols
+    symbols = sorted(books)
     ratios = [r for _ in symbols for r in (3, 1)] + [1.2]
     fig, axes = plt.subplots(len(ratios), 1, figsize=(12, 2.2 * len(ratios) + 1), sharex=True,
                              gridspec_kw={"height_ratios": ratios})
     marks: list[tuple[int, str, Fraction]] = []          # (t, symbol, mid) for the P&L
     for k, symbol in enumerate(symbols):
         top, low = axes[2 * k], axes[2 * k + 1]
-        times, books = tape.books(symbol)
+        times, levels = books[symbol]
         step = max(1, len(times) // 20000)
         ts = [when(t) for t in times[::step]]
-        bids = [b[0] / 100 for b in books[::step]]
-        asks = [b[1] / 100 for b in books[::step]]
+        bids = [b[0] / 100 for b in levels[::step]]
+        asks = [b[1] / 100 for b in levels[::step]]
         mids = [(b + a) / 2 for b, a in zip(bids, asks)]
-        marks += [(t, symbol, Fraction(b[0] + b[1], 2)) for t, b in zip(times[::step], books[::step])]
+        marks += [(t, symbol, Fraction(b[0] + b[1], 2)) for t, b in zip(times[::step], levels[::step])]
         top.fill_between(ts, bids, asks, step="post", color="0.85", label="bid/ask")
         top.step(ts, mids, where="post", lw=0.6, color="0.3", label="mid")
         out = outcomes.get(symbol, Outcome([], []))
@@ -272,11 +286,11 @@ def chart(tape: Tape, outcomes: dict[str, Outcome], path: Path, title: str) -> N
                             label=f"{side} fills")
         top.set_ylabel(f"{symbol} ($)")
         top.legend(loc="upper left", fontsize=8)
-        held, steps = 0, [(ts[0] if ts else when(tape.times[0]), 0)]
+        held, steps = 0, [(when(span[0]), 0)]
         for t, side, n, _ in out.executions:
             held += n if side == "buy" else -n
             steps.append((when(t), held))
-        steps.append((when(tape.times[-1]), held))
+        steps.append((when(span[1]), held))
         low.step(*zip(*steps), where="post", color="tab:blue")
         low.set_ylabel("position")
     # The run's P&L (all symbols), marked to each symbol's mid, over time.
@@ -310,3 +324,128 @@ def chart(tape: Tape, outcomes: dict[str, Outcome], path: Path, title: str) -> N
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# -- the journal: the same report for any run, live or replayed ------------
+@dataclass
+class JournalRun:
+    """One run, as its journal tells it."""
+    run: dict                                 # its `runs` row
+    outcomes: dict[str, Outcome]              # orders and fills, per symbol
+    signals: list[dict]                       # its `signals` rows
+    marks: dict[str, float]                   # each symbol's last mid (cents)
+
+
+def read_journal(path: Path, run_id: Optional[str] = None) -> JournalRun:
+    """A run from a journal file: `run_id`, or the last run started."""
+    import json
+    import sqlite3
+    from decimal import Decimal
+
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    try:
+        query = ("SELECT * FROM runs WHERE run_id = ?", (run_id,)) if run_id else (
+            "SELECT * FROM runs ORDER BY started_at DESC, rowid DESC LIMIT 1", ())
+        run = db.execute(*query).fetchone()
+        if run is None:
+            raise LookupError(f"no run {run_id} in {path}" if run_id else f"no run in {path}")
+        rid = run["run_id"]
+        orders = [dict(r) for r in db.execute(
+            "SELECT * FROM orders WHERE run_id = ? ORDER BY rowid", (rid,))]
+        fills = [dict(r) for r in db.execute(
+            "SELECT * FROM fills WHERE run_id = ? ORDER BY rowid", (rid,))]
+        signals = [dict(r) for r in db.execute(
+            "SELECT * FROM signals WHERE run_id = ? ORDER BY seq", (rid,))]
+    finally:
+        db.close()
+    outcomes = {}
+    for symbol in run["symbols"].split(","):
+        outcomes[symbol] = Outcome(
+            [o for o in orders if o["symbol"] == symbol],
+            [(f["exchange_ns"] or tt.parse_ns(f["at"]), f["side"], f["qty"],
+              Fraction(Decimal(f["price"])) * 100) for f in fills if f["symbol"] == symbol])
+    return JournalRun(dict(run), outcomes, signals, json.loads(run["marks"] or "{}"))
+
+
+def signals_table(signals: list[dict]) -> list[str]:
+    """The bot's own signals: how many, how many sent an order, why the others
+    did not, and how often the mid then moved their way."""
+    rows = []
+    for symbol in sorted({s["symbol"] for s in signals}):
+        mine = [s for s in signals if s["symbol"] == symbol]
+        sent = [s for s in mine if s["client_order_id"]]
+        why: dict[str, int] = {}
+        for s in mine:
+            if s["why_not"]:
+                why[s["why_not"]] = why.get(s["why_not"], 0) + 1
+        ways = []
+        for key in ("mid_1s_cents", "mid_10s_cents"):
+            known = [s for s in mine if s[key] is not None and s["mid_cents"] is not None]
+            hits = sum((s[key] > s["mid_cents"]) if s["side"] == "buy" else
+                       (s[key] < s["mid_cents"]) for s in known)
+            ways.append(pct(hits, len(known)))
+        rows.append([symbol, f"{len(mine)} ({sum(s['side'] == 'buy' for s in mine)}/"
+                     f"{sum(s['side'] == 'sell' for s in mine)})", str(len(sent)),
+                     ", ".join(f"{k}: {v}" for k, v in sorted(why.items())) or "-", *ways])
+    return table(["symbol", "signals (buy/sell)", "orders", "not sent, why",
+                  "mid their way 1 s", "10 s"], rows)
+
+
+def journal_report(jr: JournalRun) -> str:
+    run = jr.run
+    lines = [f"Run {run['run_id']}: {run['symbols']}, {run['started_at']} to "
+             f"{run['ended_at'] or '(no end: still running, or killed)'}, {run['endpoint']}, "
+             f"feed {run['feed']}, --quantity {run['quantity']}"
+             + (f", loss limit -${run['max_loss_cents'] / 100:.2f}" if run["max_loss_cents"]
+                else "") + f", exit code {run['exit_code']}", "",
+             "The bot's signals (and the mid after them, exchange time):",
+             *signals_table(jr.signals), "",
+             "What the bot did (its journal; P&L before fees):",
+             *bot_table(jr.marks, jr.outcomes)]
+    return "\n".join(lines)
+
+
+def journal_books(jr: JournalRun) -> dict[str, tuple[list[int], list]]:
+    """The levels the bot saw at its signals, for a chart without market data."""
+    books = {}
+    for symbol in jr.outcomes:
+        mine = [s for s in jr.signals if s["symbol"] == symbol and s["level_bid_cents"]]
+        books[symbol] = ([s["exchange_ns"] for s in mine],
+                         [(s["level_bid_cents"], s["level_ask_cents"], 0, 0) for s in mine])
+    return books
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    import argparse
+    import sys
+    p = argparse.ArgumentParser(description="The report and chart of any run in a journal.")
+    p.add_argument("--journal", type=Path, default=Path(tt.DEFAULT_JOURNAL),
+                   help=f"the journal file (default {tt.DEFAULT_JOURNAL}, here)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--run", metavar="RUN_ID", help="this run (its id is in the log)")
+    which.add_argument("--last", action="store_true", help="the last run started (the default)")
+    p.add_argument("--out", type=Path, default=Path("."), help="where the chart goes (here)")
+    args = p.parse_args(argv)
+    if not args.journal.exists():
+        print(f"report: no journal at {args.journal}", file=sys.stderr)
+        return 2
+    try:
+        jr = read_journal(args.journal, args.run)
+    except LookupError as exc:
+        print(f"report: {exc}", file=sys.stderr)
+        return 2
+    print(journal_report(jr))
+    times = [s["exchange_ns"] for s in jr.signals] + [
+        t for o in jr.outcomes.values() for t, *_ in o.executions]
+    if times:
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / f"chart-{jr.run['run_id']}.png"
+        chart(journal_books(jr), jr.outcomes, (min(times), max(times)), path,
+              f"tick-taker run {jr.run['run_id']} ({jr.run['symbols']})")
+        print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
