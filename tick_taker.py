@@ -197,16 +197,19 @@ class Quote:
         A level change is applied whole or not at all: its time is read
         first, and a time that cannot be read raises before anything changes.
         """
-        # A level change: a one-tick spread with both sides moved.
-        change = ask - bid == TICK_CENTS and bid != self.level_bid and ask != self.level_ask
-        level_time_ns = as_ns(t) if change else 0
-        self.bid = bid                    # (four plain stores: the cheapest form,
-        self.ask = ask                    # and every quote passes here)
-        self.bid_size = bid_size
-        self.ask_size = ask_size
-        self.quotes += 1
-        if not change:
+        # A level change: a one-tick spread with both sides moved. Anything
+        # else (nearly every quote) only moves the live quote: the fast path,
+        # plain stores and an early return, as every quote passes here.
+        if ask - bid != TICK_CENTS or bid == self.level_bid or ask == self.level_ask:
+            self.bid = bid
+            self.ask = ask
+            self.bid_size = bid_size
+            self.ask_size = ask_size
+            self.quotes += 1
             return False
+        level_time_ns = as_ns(t)          # read first: a bad time changes nothing at all
+        self.bid, self.ask, self.bid_size, self.ask_size = bid, ask, bid_size, ask_size
+        self.quotes += 1
         # Armed only for a one-tick move of both sides in the same direction;
         # the first level and any jump (possible news) are not armed.
         prev_bid = self.level_bid
@@ -860,11 +863,10 @@ class Journal:
     loses at most the last second), and at the end (Ctrl+C flushes). Several
     bots and runs share one file: WAL mode, and a writer waits its turn."""
 
-    _STOP = object()
-
     def __init__(self, path: Optional[Path]) -> None:
         self.path = path
         self._rows: queue.SimpleQueue = queue.SimpleQueue()
+        self._closing = threading.Event()
         self._thread: Optional[threading.Thread] = None
         if path is None:
             return
@@ -887,25 +889,27 @@ class Journal:
     def close(self, timeout_s: float = 5.0) -> None:
         """Write everything queued, then close."""
         if self._thread is not None:
-            self._rows.put(self._STOP)
+            self._closing.set()
             self._thread.join(timeout_s)
             self._thread = None
 
     def _write(self) -> None:
-        stop = False
-        while not stop:
-            batch = [self._rows.get()]
-            deadline = time.monotonic() + JOURNAL_FLUSH_S
-            while batch[-1] is not self._STOP and (left := deadline - time.monotonic()) > 0:
+        """Every JOURNAL_FLUSH_S, all that was queued, in one transaction. The
+        thread sleeps in between (a row queued does not wake it), so it takes
+        Python's lock rarely, never in the middle of an order."""
+        while True:
+            closing = self._closing.wait(JOURNAL_FLUSH_S)
+            batch = []
+            while True:
                 try:
-                    batch.append(self._rows.get(timeout=left))
+                    batch.append(self._rows.get_nowait())
                 except queue.Empty:
                     break
-            if batch[-1] is self._STOP:
-                stop = True
-                batch.pop()
-            self._commit(batch)
-        self._db.close()
+            if batch:
+                self._commit(batch)
+            if closing:
+                self._db.close()
+                return
 
     def _commit(self, batch: list) -> None:
         for attempt in itertools.count():
@@ -1022,10 +1026,13 @@ class OrderDesk:
         task = start_now(self._life(coid, symbol, side, qty, limit_cents, budgeted))
         self.lives[coid] = task
         task.add_done_callback(lambda _: self.lives.pop(coid, None))
-        self.print_ns[coid] = print_ns = None if print_t is None else as_ns(print_t)
-        self.journal.add(J_ORDER, coid, self.run_id, symbol, side, qty,
-                         "market" if limit_cents is None else "limit", limit_cents, print_ns,
-                         utc_now())
+        self.print_ns[coid] = None if print_t is None else as_ns(print_t)
+        # Journaled once the order is on the wire (Python 3.11 sends it at the
+        # loop's next turn): the disk's bookkeeping never delays an order.
+        asyncio.get_running_loop().call_soon(
+            self.journal.add, J_ORDER, coid, self.run_id, symbol, side, qty,
+            "market" if limit_cents is None else "limit", limit_cents, self.print_ns[coid],
+            utc_now())
         return coid
 
     async def _life(self, coid: str, symbol: str, side: str, qty: int,
@@ -1539,11 +1546,12 @@ class TickTaker:
         if decision is None:
             return                               # not a signal: nearly every print
         intent, coid = decision.intent, None
+        loop = asyncio.get_running_loop()
         if intent is not None:
             coid = self.desk.send(symbol, intent.side, intent.qty, intent.limit_cents,
                                   print_t=trade.t)
             # Logged once the order is on the wire: writing the line first would delay it.
-            asyncio.get_running_loop().call_soon(
+            loop.call_soon(
                 log.info, "%s %d %s @ %s (level %d, %s; print at %s) [%s]",
                 intent.side.upper(), intent.qty, symbol, dollars(intent.limit_cents),
                 inst.quote.level_changes, intent.reason, trade.t, coid)

@@ -55,8 +55,8 @@ MUTANTS = {
                            'if side == "sell" and position.sellable() >= LOT:'),
     "sell-always-a-lot": ('return Intent("sell", quote.level_bid, min(LOT, position.sellable()),',
                           'return Intent("sell", quote.level_bid, LOT,'),
-    "bad-time-half-applied": ("level_time_ns = as_ns(t) if change else 0\nself.bid = bid",
-                              "self.bid = bid\nlevel_time_ns = as_ns(t) if change else 0"),
+    "bad-time-half-applied": ("level_time_ns = as_ns(t)\nself.bid, self.ask, self.bid_size, self.ask_size = bid, ask, bid_size, ask_size",
+                              "self.bid, self.ask, self.bid_size, self.ask_size = bid, ask, bid_size, ask_size\nlevel_time_ns = as_ns(t)"),
     "level-kept-after-data-gap": ('inst.quote.forget()\nlog.warning("market data gap: level forgotten; '
                                   'the next level is a first level")',
                                   'inst.quote.disarm()\nlog.warning("market data gap")'),
@@ -126,8 +126,8 @@ MUTANTS = {
     "journal-loses-fills": ("self.journal.add(J_FILL, self.run_id, coid, symbol, order.side, delta, price,",
                             "(None, self.run_id, coid, symbol, order.side, delta, price,"),
     "journal-not-flushed-at-exit": ("journal.close()", "pass"),
-    "journal-waits-for-nothing": ("batch = [self._rows.get()]\ndeadline = time.monotonic() + JOURNAL_FLUSH_S",
-                                  "batch = [self._rows.get()]\ndeadline = time.monotonic() + 3600"),
+    "journal-written-only-at-exit": ("closing = self._closing.wait(JOURNAL_FLUSH_S)",
+                                     "closing = self._closing.wait(3600)"),
     # -- several symbols
     "quiet-symbol-forgets-all": ("warned.add(symbol)\ninst.quote.forget()",
                                  "warned.add(symbol)\n[i.quote.forget() for i in self.instruments.values()]"),
