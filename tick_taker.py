@@ -1339,7 +1339,6 @@ class DataStream:
         self.quotes, self.on_level, self.on_trade = quotes, on_level, on_trade
         self.watch: Optional[Callable[[list], None]] = None   # shown each frame, when set
         self.ws: Optional[websockets.WebSocketClientProtocol] = None
-        self.last_data = time.monotonic()     # when the last frame arrived (watchdog)
 
     async def open(self) -> None:
         """Connect, sign in and subscribe. Refused keys or plan limits are
@@ -1362,7 +1361,6 @@ class DataStream:
                     break
         except websockets.ConnectionClosed as exc:
             raise StreamError(f"the {self.what} closed during sign-in: {exc}") from None
-        self.last_data = time.monotonic()
         log.info("market data: subscribed to %s quotes and trades (%s)",
                  ",".join(self.cfg.symbols), self.url)
 
@@ -1382,7 +1380,6 @@ class DataStream:
     async def run(self) -> None:
         """Dispatch messages until the socket closes (then return)."""
         async for raw in self.ws:
-            self.last_data = time.monotonic()
             try:
                 messages = json.loads(raw)
             except ValueError:        # one malformed frame must not end the run
@@ -1758,7 +1755,7 @@ class TickTaker:
         log.warning("market data gap: level forgotten; the next level is a first level")
 
     async def data_up(self) -> None:
-        """Nothing more: the level was disarmed when the stream dropped."""
+        """Nothing more: the levels were forgotten when the stream dropped."""
 
     def trading_down(self) -> None:
         self.trading_live = False

@@ -50,7 +50,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 
 import msgpack
 from aiohttp import WSMsgType, web
@@ -629,16 +629,10 @@ class FakeAlpaca:
         self._notify()
         authed = False
         try:
-            async for msg in ws:
-                if self._control(ws, msg):
-                    continue
-                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    break
-                req = json.loads(msg.data)
+            async for req in self._requests(ws):
                 action = req.get("action")
-                if action in ("auth", "authenticate") and self.cut_handshakes["trading"]:
-                    self.cut_handshakes["trading"] -= 1
-                    await ws.close()              # gone in the middle of the sign-in
+                if action in ("auth", "authenticate") and await self._cut(ws, "trading"):
+                    pass                          # gone in the middle of the sign-in
                 elif action in ("auth", "authenticate"):
                     data = req.get("data") or {}
                     key = req.get("key") or data.get("key_id")
@@ -700,16 +694,10 @@ class FakeAlpaca:
         await send([{"T": "success", "msg": "connected"}])
         authed = False
         try:
-            async for msg in ws:
-                if self._control(ws, msg):
-                    continue
-                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    break
-                req = msgpack.unpackb(msg.data) if msg.type == WSMsgType.BINARY else json.loads(msg.data)
+            async for req in self._requests(ws):
                 action = req.get("action")
-                if action == "auth" and self.cut_handshakes["data"]:
-                    self.cut_handshakes["data"] -= 1
-                    await ws.close()              # gone in the middle of the sign-in
+                if action == "auth" and await self._cut(ws, "data"):
+                    pass                          # gone in the middle of the sign-in
                 elif action == "auth":
                     if authed:
                         await send([{"T": "error", "code": 403, "msg": "already authenticated"}])
@@ -777,6 +765,27 @@ class FakeAlpaca:
                 await ws.send_str(raw)
         self.data_sent_at = time.perf_counter()
         return start
+
+    async def _requests(self, ws: web.WebSocketResponse) -> AsyncIterator[dict]:
+        """A client's messages, decoded (JSON text, or msgpack binary as the
+        SDK sends), until it closes; pings answered and pongs timed meanwhile."""
+        async for msg in ws:
+            if self._control(ws, msg):
+                continue
+            if msg.type == WSMsgType.TEXT:
+                yield json.loads(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                yield msgpack.unpackb(msg.data)
+            else:
+                return
+
+    async def _cut(self, ws: web.WebSocketResponse, stream: str) -> bool:
+        """Close the socket in the middle of its sign-in, if a test asked for it."""
+        if not self.cut_handshakes[stream]:
+            return False
+        self.cut_handshakes[stream] -= 1
+        await ws.close()
+        return True
 
     def _control(self, ws: web.WebSocketResponse, msg: Any) -> bool:
         """Answer a ping, time a pong; True if `msg` was one of them."""
