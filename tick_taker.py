@@ -179,7 +179,7 @@ class Quote:
     """
     # Fixed slots: every quote passes here, and slot stores are the cheapest.
     __slots__ = ("level_bid", "level_ask", "level_time_ns", "armed", "bid", "ask",
-                 "bid_size", "ask_size", "level_changes", "armed_levels", "quotes")
+                 "bid_size", "ask_size", "level_changes", "armed_levels", "fresh")
 
     def __init__(self) -> None:
         self.level_bid: Optional[int] = None
@@ -188,7 +188,7 @@ class Quote:
         self.armed = False
         self.bid = self.ask = self.bid_size = self.ask_size = 0
         self.level_changes = self.armed_levels = 0       # counts, for the summary
-        self.quotes = 0                                  # quotes seen (the watchdog's pulse)
+        self.fresh = False    # a quote came since the watchdog last looked (its pulse)
 
     def on_quote(self, bid: int, ask: int, bid_size: int, ask_size: int,
                  t: ExchangeTime) -> bool:
@@ -205,11 +205,11 @@ class Quote:
             self.ask = ask
             self.bid_size = bid_size
             self.ask_size = ask_size
-            self.quotes += 1
+            self.fresh = True         # (a flag, not a count: no int to allocate a quote)
             return False
         level_time_ns = as_ns(t)          # read first: a bad time changes nothing at all
         self.bid, self.ask, self.bid_size, self.ask_size = bid, ask, bid_size, ask_size
-        self.quotes += 1
+        self.fresh = True
         # Armed only for a one-tick move of both sides in the same direction;
         # the first level and any jump (possible news) are not armed.
         prev_bid = self.level_bid
@@ -1771,22 +1771,22 @@ class TickTaker:
         (a gap in its data). Per symbol: a quiet symbol is not a dead stream;
         when every symbol is quiet, that is said too."""
         stale_s = self.cfg.stale_s
-        seen = {s: (-1, time.monotonic()) for s in self.instruments}   # quotes, since when
+        since = dict.fromkeys(self.instruments, time.monotonic())   # the last quote seen
         warned: set[str] = set()
         all_quiet = False
         while True:
             await asyncio.sleep(min(1.0, stale_s / 4))
             now = time.monotonic()
             for symbol, inst in self.instruments.items():
-                count, since = seen[symbol]
-                if inst.quote.quotes != count:
-                    seen[symbol] = (inst.quote.quotes, now)
+                if inst.quote.fresh:
+                    inst.quote.fresh = False
+                    since[symbol] = now
                     warned.discard(symbol)
-                elif now - since >= stale_s and symbol not in warned:
+                elif now - since[symbol] >= stale_s and symbol not in warned:
                     warned.add(symbol)
                     inst.quote.forget()
                     log.warning("no quotes for %s for %.0f s: its level forgotten; the next "
-                                "level is a first level", symbol, now - since)
+                                "level is a first level", symbol, now - since[symbol])
             if len(self.instruments) > 1 and (warned == set(self.instruments)) != all_quiet:
                 all_quiet = not all_quiet
                 if all_quiet:

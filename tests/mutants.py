@@ -97,6 +97,7 @@ MUTANTS = {
     "armed-after-data-drop": ('inst.quote.forget()\nlog.warning("market data gap: level forgotten; '
                               'the next level is a first level")', 'log.warning("market data gap")'),
     "watchdog-no-forget": ("warned.add(symbol)\ninst.quote.forget()", "warned.add(symbol)"),
+    "watchdog-pulse-never-reset": ("inst.quote.fresh = False", "pass"),
     "stream-backoff-resets": ("if time.monotonic() - up_at >= STABLE_S:", "if True:"),
     "handshake-failure-fatal": ('log.warning("%s: reconnect failed (%s); retrying", name, exc)',
                                 "raise FatalError(str(exc))"),
