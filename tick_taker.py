@@ -558,6 +558,15 @@ def parse_ns(stamp: str) -> int:
     return _epoch_seconds(head, tz) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
 
 
+def earlier(t: ExchangeTime, ns: int, second: str) -> bool:
+    """Is exchange time t before ns (whose UTC second is `second`, as text)?
+    A UTC RFC-3339 time in an earlier second says so as text, unparsed:
+    same-width fields in the same zone sort as text the way they sort in time."""
+    if isinstance(t, str) and t[-1:] == "Z" and t[:19] < second:
+        return True
+    return as_ns(t) < ns
+
+
 def when_in_words(at_s: float, now_s: float) -> str:
     """'in 3 h 12 min, at 09:30 ET (14:30 UTC)': a wait a trader reads at a glance."""
     minutes = max(0, round((at_s - now_s) / 60))
@@ -1508,7 +1517,8 @@ class TickTaker:
                               {s: i.position for s, i in self.instruments.items()},
                               journal, self.run_id)
         self.signal_seq = itertools.count(1)
-        self.mid_watch: dict[str, list[list]] = {}   # symbol -> [due ns, seq, horizon, mid]
+        # symbol -> [[due ns, seq, horizon, mid so far, due second as text]], soonest first
+        self.mid_watch: dict[str, list[list]] = {}
         self.closing = False            # too close to the close for new orders
         self.halted: Optional[str] = None  # why the run stopped trading itself (--max-loss)
         self.trading_live = False       # the trading stream is up: fills are seen
@@ -1568,21 +1578,26 @@ class TickTaker:
                          trade.price_cents, trade.size, "".join(trade.conditions or ()), coid,
                          decision.why_not or None, mid)
         watch = self.mid_watch.setdefault(symbol, [])
-        watch += [[t_ns + h * 1_000_000_000, seq, h, mid] for h in J_MID]
+        for h in J_MID:
+            due = t_ns + h * 1_000_000_000
+            watch.append([due, seq, h, mid, stamp(due)[:19]])
+        watch.sort()
         self.data.watch = self.watch_mids
 
     def watch_mids(self, messages: list[dict]) -> None:
         """After a frame: for each signal waiting for its mid 1 s (or 10 s)
         later, the mid at the last quote of its symbol at or before that time.
-        One timestamp is parsed a frame and symbol (the last quote's), more
-        only in the frame where the time is passed."""
+        Called for every frame while a mid is awaited, so a frame is checked
+        by its last quote's time as text (see `earlier`); times are parsed
+        only from the second a mid is due."""
         for symbol, waiting in list(self.mid_watch.items()):
-            last = next((m for m in reversed(messages)
-                         if m.get("S") == symbol and m.get("T") == "q"), None)
-            if last is None:
+            for last in reversed(messages):        # the frame's last quote of the symbol
+                if last.get("S") == symbol and last.get("T") == "q":
+                    break
+            else:
                 continue
             quote = self.instruments[symbol].quote
-            if as_ns(last["t"]) < min(w[0] for w in waiting):
+            if earlier(last["t"], waiting[0][0], waiting[0][4]):
                 for w in waiting:                   # nothing due: the mid so far
                     w[3] = (quote.bid + quote.ask) / 2
                 continue

@@ -129,6 +129,8 @@ MUTANTS = {
     "journal-not-flushed-at-exit": ("journal.close()", "pass"),
     "journal-written-only-at-exit": ("closing = self._closing.wait(JOURNAL_FLUSH_S)",
                                      "closing = self._closing.wait(3600)"),
+    "mid-due-second-skipped": ('if isinstance(t, str) and t[-1:] == "Z" and t[:19] < second:',
+                               'if isinstance(t, str) and t[-1:] == "Z" and t[:19] <= second:'),
     # -- several symbols
     "quiet-symbol-forgets-all": ("warned.add(symbol)\ninst.quote.forget()",
                                  "warned.add(symbol)\n[i.quote.forget() for i in self.instruments.values()]"),

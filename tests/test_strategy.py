@@ -70,6 +70,23 @@ def test_rfc3339_times_become_exchange_nanoseconds():
     assert tt.parse_ns("2026-03-02T10:04:05-05:00") == base
 
 
+def test_a_time_read_as_text_is_earlier_exactly_when_its_nanoseconds_are():
+    """The journal: the mid 1 s and 10 s later (in exchange time: times compared as text first)."""
+    rng = random.Random(20261202)
+    base = tt.parse_ns("2026-03-02T15:04:05Z")
+    for _ in range(2000):
+        due = base + rng.randrange(3 * 10**9)
+        t = due + rng.choice([-1, 0, 1, rng.randrange(-2 * 10**9, 2 * 10**9)])
+        whole, frac = tt.stamp(t).split(".")                  # Alpaca trims trailing zeros
+        text = rng.choice([tt.stamp(t), f"{whole}.{frac.rstrip('Z').rstrip('0')}Z"]).replace(".Z", "Z")
+        second = tt.stamp(due)[:19]
+        assert tt.earlier(text, due, second) == (t < due), (text, tt.stamp(due))
+        assert tt.earlier(t, due, second) == (t < due)
+    offset = "2026-03-02T10:04:04.9-05:00"                   # not UTC: parsed, not compared as text
+    assert tt.earlier(offset, base, "2026-03-02T15:04:05") is True
+    assert tt.earlier(offset, base - 10**9, "2026-03-02T15:04:04") is False
+
+
 # ------------------------------------------------------------ level tracking
 def test_live_quote_takes_every_quote():
     """On every quote: the live quote takes the quote's bid, ask, bid size and ask size."""
