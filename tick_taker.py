@@ -488,7 +488,7 @@ class OrderUpdate:
     symbol: str
     filled_qty: int
     filled_avg_cents: Fraction         # exact: Alpaca's decimal string, in cents
-    price: Optional[str] = None        # this execution's price (fills only)
+    price_cents: Optional[Fraction] = None   # this execution's price (fills only)
 
     @classmethod
     def from_order(cls, order: dict, event: Optional[str] = None,
@@ -498,13 +498,23 @@ class OrderUpdate:
         return cls(order.get("client_order_id") or "", order.get("id"),
                    event or STATUS_EVENTS.get(status, status), order.get("side") or "",
                    order.get("symbol") or "", int(Decimal(order.get("filled_qty") or 0)),
-                   Fraction(Decimal(order.get("filled_avg_price") or 0)) * 100, price)
+                   Fraction(Decimal(order.get("filled_avg_price") or 0)) * 100,
+                   exact_cents(price))
 
     @classmethod
     def from_stream(cls, data: dict) -> "OrderUpdate":
         """A `trade_updates` message's data."""
         return cls.from_order(data.get("order") or {}, data.get("event") or "",
                               data.get("price"))
+
+
+def exact_cents(dollars: Any) -> Optional[Fraction]:
+    """Alpaca's decimal string of dollars as exact cents; None if it is not one
+    (an execution's own price is for the log: its shares count regardless)."""
+    try:
+        return Fraction(Decimal(dollars)) * 100
+    except (ArithmeticError, TypeError, ValueError):
+        return None
 
 
 def print_cents(price: float) -> Optional[int]:
@@ -520,9 +530,11 @@ def dollars(cents: int | float) -> str:
 
 
 def price_text(cents: Fraction) -> str:
-    """An exact price in cents as Alpaca writes dollars: '10.0133'."""
-    return str((Decimal(cents.numerator) / Decimal(cents.denominator) / 100).quantize(
-        Decimal("0.0001")))
+    """An exact price in cents as dollars, to the cent or finer ('10.01',
+    '10.0133'): one form, whichever answer reported the fill."""
+    whole, frac = str((Decimal(cents.numerator) / Decimal(cents.denominator) / 100).quantize(
+        Decimal("0.0001"))).split(".")
+    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
 
 
 def signed_dollars(cents: Fraction) -> str:
@@ -815,7 +827,7 @@ CREATE TABLE IF NOT EXISTS orders (
     answered_at TEXT, answer TEXT,     -- the submit's answer: HTTP status, or no answer
     outcome TEXT,                      -- fill, canceled, expired, ..., refused, never placed
     filled_qty INTEGER NOT NULL DEFAULT 0,
-    filled_avg_price TEXT,             -- dollars, as Alpaca gives it
+    filled_avg_price TEXT,             -- dollars, to the cent or finer: 10.01, 10.0133
     ended_at TEXT
 );
 CREATE TABLE IF NOT EXISTS fills (
@@ -823,7 +835,7 @@ CREATE TABLE IF NOT EXISTS fills (
     client_order_id TEXT NOT NULL,
     symbol TEXT NOT NULL, side TEXT NOT NULL,
     qty INTEGER NOT NULL,              -- this execution's shares
-    price TEXT NOT NULL,               -- dollars, as Alpaca gives it
+    price TEXT NOT NULL,               -- dollars, to the cent or finer: 10.01, 10.0133
     at TEXT NOT NULL,                  -- UTC, when the bot saw it
     exchange_ns INTEGER,               -- its order's print, to line up with market data
     position_after INTEGER NOT NULL    -- this run's shares of the symbol after it
@@ -1195,7 +1207,8 @@ class OrderDesk:
         if delta:
             # This execution's price: the stream says; a look-up gives only the
             # cumulative average, from which the new shares' price follows.
-            price = update.price or price_text((order.notional_cents - notional) / delta)
+            price = price_text(update.price_cents if update.price_cents is not None
+                               else (order.notional_cents - notional) / delta)
             log.info("FILL %s %d %s @ %s (%s; position %+d)", update.side.upper(), delta,
                      symbol, price, update.event, position.held)
             self.journal.add(J_FILL, self.run_id, coid, symbol, order.side, delta, price,

@@ -364,6 +364,23 @@ def test_pnl_is_rounded_half_away_from_zero_when_printed(cents, text):
     assert tt.signed_dollars(cents) == text
 
 
+@pytest.mark.parametrize("given, text", [("31.01", "31.01"), ("31.0100", "31.01"), ("31.0133", "31.0133"),
+                                         ("31.015", "31.015"), ("31", "31.00"), ("0.2999", "0.2999")])
+def test_a_fill_price_is_written_one_way_whichever_answer_reported_it(given, text):
+    """Each fill is logged and journaled at its price in dollars, to the cent or finer."""
+    assert tt.price_text(tt.exact_cents(given)) == text
+    stream = tt.OrderUpdate.from_stream({"event": "fill", "price": given, "order": {
+        "client_order_id": "c", "filled_qty": "100", "filled_avg_price": given}})
+    assert tt.price_text(stream.price_cents) == tt.price_text(stream.filled_avg_cents) == text
+
+
+def test_an_unreadable_execution_price_still_counts_its_shares():
+    """Never lose track of a share: a fill whose own price cannot be read still counts."""
+    update = tt.OrderUpdate.from_stream({"event": "fill", "price": "n/a", "order": {
+        "client_order_id": "c", "filled_qty": "100", "filled_avg_price": "10.01"}})
+    assert (update.price_cents, update.filled_qty, update.filled_avg_cents) == (None, 100, 1001)
+
+
 def test_sells_subtract_and_realize_pnl_against_average_cost():
     """Buys add, sells subtract; realized P&L in cents against the average cost."""
     p = Position(500)
