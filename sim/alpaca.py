@@ -824,7 +824,7 @@ class FakeAlpaca:
 
     async def replay(self, tape: Tape, speed: Optional[float] = None,
                      latency_ms: float = 5.0,
-                     triggers: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset()),
+                     triggers: tuple[frozenset[int], dict[int, tuple[str, int]]] = (frozenset(), {}),
                      max_frame: int = 1000) -> None:
         """Stream `tape` through the market-data websocket, and match orders
         against its book.
@@ -832,11 +832,18 @@ class FakeAlpaca:
         speed N: real time x N (the market clock runs from the first event),
         one frame per timestamp. speed None: as fast as the client keeps up:
         events go out in frames of up to `max_frame`; each print listed in
-        `triggers` (likely, possible: the prints the bot may follow) goes in a
-        frame of its own, after which the fake pings and waits for the pong
-        (as it does every 20 frames, so the client is never far behind); after
-        a likely one, it also gives the bot time to send its order and waits
-        until that order is done and its events read.
+        `triggers` (likely, possible: the prints the bot may follow, with
+        their symbol and level) goes in a frame of its own, after which the
+        fake pings three times, one round trip after the other (it pings
+        every 20 frames too, so the client is never far behind). Each round
+        trip is at least one turn of the bot's event loop: by the second pong
+        the bot has acted on the print, by the third an order it sent is on
+        the wire (on Python 3.11 aiohttp writes a request's body a turn after
+        the request is made).
+        After a likely one it also gives the bot a few milliseconds more. If
+        an order came, it waits until the order is done and its events read,
+        and passes over the later prints of that level (one attempt per
+        level: they cannot trigger).
 
         An order is matched against the book as it stood at the last print of
         its symbol at its limit price (the print that triggered it) plus
@@ -856,8 +863,9 @@ class FakeAlpaca:
         since_ping = 0
 
         likely, possible = triggers
+        tried: set[tuple[str, int]] = set()        # (symbol, level) the bot ordered at
 
-        async def flush(trigger: bool = False, wait: bool = False) -> None:
+        async def flush(level: Optional[tuple[str, int]] = None, likely_one: bool = False) -> None:
             nonlocal since_ping
             raw = "[" + ",".join(frame) + "]"
             orders = len(self.received.orders)
@@ -866,15 +874,19 @@ class FakeAlpaca:
             self.replay_sent += len(frame)
             frame.clear()
             since_ping += 1
-            if trigger or since_ping >= 20:
+            if level is not None or since_ping >= 20:
                 await self.ping_data()
                 since_ping = 0
-            if wait:
-                await self._settle_orders(orders)
+            if level is not None:
+                await self.ping_data()               # the print has been acted on ...
+                await self.ping_data()               # ... and its order, if any, sent
+                if await self._settle_orders(orders, 0.003 if likely_one else 0.0):
+                    tried.add(level)
 
         for i, e in enumerate(tape.events):
             t = e[1]
-            trigger = not speed and i in possible
+            level = None if speed else possible.get(i)
+            trigger = level is not None and level not in tried
             if frame and ((speed and t != last_sent[0]) or trigger):
                 await flush()                            # (a trigger goes in a frame alone)
             if speed and (delay := wall0 + (t - first_t) / 1e9 / speed - time.perf_counter()) > 0:
@@ -884,24 +896,27 @@ class FakeAlpaca:
             if e[0] == "t" and e[3] % 100 == 0:          # whole cents: a print an order may follow
                 self._print_times[(e[2], e[3] // 100)] = t
             if trigger or (not speed and len(frame) >= max_frame):
-                await flush(trigger, i in likely)
+                await flush(level if trigger else None, i in likely)
         if frame:
-            await flush(True)
+            await flush()
+        await self.ping_data()                       # the client has read it all
         self.replay_done = True
         self._notify()
 
-    async def _settle_orders(self, before: int, decide_s: float = 0.003,
-                             settle_s: float = 0.05) -> None:
-        """After a print the bot may follow: give it `decide_s` to send an
-        order; if it does, wait (up to `settle_s`) until its orders are done
-        and their events read by the bot, so that its next decision sees
-        them, as a run in real time would. This is what makes a replay come
-        out the same every time."""
-        if not await self._until(lambda: len(self.received.orders) > before, decide_s):
-            return
+    async def _settle_orders(self, before: int, decide_s: float,
+                             settle_s: float = 0.05) -> bool:
+        """After a print the bot may follow: give it `decide_s` more to send a
+        limit order; if it did, wait (up to `settle_s`) until its orders are
+        done and their events read by the bot, so that its next decision sees
+        them, as a run in real time would; whether it did. This is what makes
+        a replay come out the same every time."""
+        if not await self._until(lambda: any(o.get("type") == "limit"
+                                             for o in self.received.orders[before:]), decide_s):
+            return False
         await self._until(lambda: len(self.orders) >= len(self.received.orders) and not any(
             o["status"] in OPEN_STATES for o in list(self.orders.values())[-8:]), settle_s)
         await self.ping_trading()
+        return True
 
     # ------------------------------------------------- test API (any thread)
     def call(self, fn: Callable, *args: Any) -> Any:

@@ -75,7 +75,7 @@ def run(tape: Tape, speed: Optional[float], quantity: int, latency_ms: float,
     try:
         for symbol in symbols:
             fake.wait_ready(symbol, timeout=30)
-        triggers = could_trigger(tape) if speed is None else (frozenset(), frozenset())
+        triggers = could_trigger(tape) if speed is None else (frozenset(), {})
         started = time.monotonic()
         job = asyncio.run_coroutine_threadsafe(
             fake.replay(tape, speed, latency_ms, triggers), fake._loop)

@@ -71,20 +71,24 @@ def analyse(tape: Tape) -> dict[str, RuleCounts]:
     return counts
 
 
-def could_trigger(tape: Tape) -> tuple[frozenset[int], frozenset[int]]:
+def could_trigger(tape: Tape) -> tuple[frozenset[int], dict[int, tuple[str, int]]]:
     """The events (by index) at which the bot may send an order: (likely, all).
 
     Likely: the signals the rules find with unlimited room (the first print
     that passes every rule at each armed level). All: every print that passes
     every rule but the position's and the budget's, the level never disarmed
     (so it holds every print the bot may follow: a buy it had no room for
-    leaves the level armed for the next print). The replay waits for the bot
-    after each of them, and gives it time to order after the likely ones."""
+    leaves the level armed for the next print), each with its symbol and
+    level (the count of level changes so far), so that the replay can pass
+    over the prints of a level the bot has already tried. The replay waits
+    for the bot after each of them, and gives it time to order after the
+    likely ones."""
     quotes: dict[str, tt.Quote] = {}
     armed: dict[str, tt.Quote] = {}
     room = tt.Position(10 ** 12)
     room.held = 10 ** 9
-    likely, possible = [], []
+    likely: list[int] = []
+    possible: dict[int, tuple[str, int]] = {}
     for i, e in enumerate(tape.events):
         quote = quotes.setdefault(e[2], tt.Quote())
         first = armed.setdefault(e[2], tt.Quote())
@@ -92,10 +96,10 @@ def could_trigger(tape: Tape) -> tuple[frozenset[int], frozenset[int]]:
             quote.on_quote(e[3] // 100, e[4] // 100, e[5], e[6], e[1])
             first.on_quote(e[3] // 100, e[4] // 100, e[5], e[6], e[1])
         elif (trade := print_of(e)) is not None and tt.decide(quote, room, trade) is not None:
-            possible.append(i)
+            possible[i] = (e[2], quote.level_changes)
             if tt.follow(first, room, trade, blocked=None, reserve=lambda: True) is not None:
                 likely.append(i)
-    return frozenset(likely), frozenset(possible)
+    return frozenset(likely), possible
 
 
 def moved_our_way(tape: Tape, symbol: str, entries: list[tuple[int, str]],

@@ -45,3 +45,17 @@ def test_demo_replays_through_the_real_bot_and_writes_report_and_chart(tmp_path)
         if m := re.search(r"position ([+-]\d+)\)", line):
             held = int(m[1])
             assert 0 <= held <= 300
+
+
+def test_the_same_replay_gives_the_same_orders_and_fills_every_run(tmp_path):
+    """The replay waits after each print the bot may follow until the bot has acted
+    on it and its order is done, so every run of the same data gives the same
+    orders, fills and P&L (README, "Replay")."""
+    did = []
+    for run in ("first", "second"):
+        assert replay.main(["--quiet", "--out", str(tmp_path / run)]) == 0
+        report = (tmp_path / run / "report.txt").read_text()
+        log = (tmp_path / run / "bot.log").read_text()
+        fills = re.findall(r"FILL (?:BUY|SELL) \d+ MSFT @ \d+\.\d\d.*?position [+-]\d+\)", log)
+        did.append((report.split("What the bot did", 1)[1], re.findall(r"SUMMARY.*", log), fills))
+    assert did[0][2] and did[0] == did[1]
