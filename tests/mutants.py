@@ -73,6 +73,7 @@ MUTANTS = {
                             "return self.held + self.pending_buys + LOT"),
     "register-late": ("self.positions[symbol].register(coid, side, qty, time.monotonic())",
                       "pass"),
+    "bad-fill-price-loses-fill": ("exact_cents(price))", "Fraction(Decimal(price)) * 100 if price else None)"),
     # -- an order's life
     "no-budget-check": ("if not reserve():", "if False:"),
     "budget-submit-only": ("if self.limiter.reserve(2, time.monotonic()):",
