@@ -219,6 +219,11 @@ class Quote:
         self.armed_levels += self.armed
         return True
 
+    @property
+    def mid(self) -> float:
+        """The live quote's mid, in cents (the journal's yardstick)."""
+        return (self.bid + self.ask) / 2
+
     def at_level(self) -> bool:
         """Is the live quote still the level (not widened or moved one side)?"""
         return self.bid == self.level_bid and self.ask == self.level_ask
@@ -673,6 +678,15 @@ class RateLimiter:
     def answered(self) -> None:
         self.strikes = 0
 
+    def on_answer(self, status: int, headers: Any, now: float) -> None:
+        """Every answer, whichever path got it: a 429 pauses new orders until
+        Alpaca's reset (said in the log); anything else ends a run of 429s."""
+        if status == 429:
+            pause = self.throttled(now, reset_in_s(headers))
+            log.warning("HTTP 429 from Alpaca: no new orders for %.1f s", pause)
+        else:
+            self.answered()
+
 
 def reset_in_s(headers: Any) -> Optional[float]:
     """Seconds until Alpaca's X-RateLimit-Reset (unix seconds), if given."""
@@ -694,11 +708,7 @@ class _RestAdapter(HTTPAdapter):
         while (wait := self.limiter.take(time.monotonic())) > 0:
             time.sleep(wait)
         response = super().send(request, **kwargs)
-        if response.status_code == 429:
-            pause = self.limiter.throttled(time.monotonic(), reset_in_s(response.headers))
-            log.warning("HTTP 429 from Alpaca: no new orders for %.1f s", pause)
-        else:
-            self.limiter.answered()
+        self.limiter.on_answer(response.status_code, response.headers, time.monotonic())
         return response
 
 
@@ -1161,11 +1171,7 @@ class OrderDesk:
             return Answer(None, text=f"no answer within {ORDER_TIMEOUT_S:g} s")
         except aiohttp.ClientError as exc:
             return Answer(None, text=f"connection failed ({type(exc).__name__})")
-        if status == 429:
-            pause = self.limiter.throttled(time.monotonic(), reset_in_s(headers))
-            log.warning("HTTP 429 from Alpaca: no new orders for %.1f s", pause)
-        else:
-            self.limiter.answered()
+        self.limiter.on_answer(status, headers, time.monotonic())
         try:
             parsed = json.loads(raw) if raw else None
         except ValueError:
@@ -1585,7 +1591,7 @@ class TickTaker:
         if self.journal.path is None:
             return
         q = self.instruments[symbol].quote
-        seq, t_ns, mid = next(self.signal_seq), as_ns(trade.t), (q.bid + q.ask) / 2
+        seq, t_ns, mid = next(self.signal_seq), as_ns(trade.t), q.mid
         self.journal.add(J_SIGNAL, self.run_id, seq, symbol, stamp(trade.t), t_ns,
                          decision.side, q.level_bid, q.level_ask, q.bid_size, q.ask_size,
                          trade.price_cents, trade.size, "".join(trade.conditions or ()), coid,
@@ -1612,7 +1618,7 @@ class TickTaker:
             quote = self.instruments[symbol].quote
             if earlier(last["t"], waiting[0][0], waiting[0][4]):
                 for w in waiting:                   # nothing due: the mid so far
-                    w[3] = (quote.bid + quote.ask) / 2
+                    w[3] = quote.mid
                 continue
             for m in messages:                     # a time is passed in this frame: where
                 if m.get("S") != symbol or m.get("T") != "q":
@@ -1857,7 +1863,7 @@ class TickTaker:
             if pnl is not None and pnl <= -limit:
                 break
         self.halted = (f"LOSS LIMIT: this run's P&L {signed_dollars(pnl)} reached "
-                       f"-${limit // 100}.{limit % 100:02d} (--max-loss)")
+                       f"{signed_dollars(Fraction(-limit))} (--max-loss)")
         log.error("%s: no new orders; cancelling this run's open orders and selling "
                   "what it holds at market", self.halted)
         await self.desk.cancel_everything()
@@ -1973,7 +1979,7 @@ class TickTaker:
     def journal_end(self, code: int) -> None:
         """The run's end in the journal: when, how, and each symbol's last mid
         (to mark what it holds)."""
-        marks = {s: (i.quote.bid + i.quote.ask) / 2 for s, i in self.instruments.items()
+        marks = {s: i.quote.mid for s, i in self.instruments.items()
                  if i.quote.bid > 0 and i.quote.ask > 0}
         self.journal.add(J_RUN_END, utc_now(), code, json.dumps(marks), self.run_id)
 
@@ -2231,7 +2237,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return EXIT_USAGE
     log.info("trading %s, at most %d shares of each, feed %s%s", ",".join(cfg.symbols),
              cfg.quantity, cfg.feed, "" if cfg.max_loss_cents is None else
-             f", loss limit -${cfg.max_loss_cents / 100:.2f}")
+             f", loss limit {signed_dollars(Fraction(-cfg.max_loss_cents))}")
     if cfg.feed == "iex":
         log.warning("feed iex: quotes are IEX's alone, not the consolidated (SIP) quote "
                     "the signal assumes; sizes and levels will differ from the NBBO")

@@ -113,7 +113,8 @@ def test_loss_limit_in_a_falling_market_sells_out_and_stops(fake, run_bot):
     fake.push(quote(SYMBOL, 995, 996, 5000, 300, at(600)))          # -6: past -5
     assert bot.wait_exit() == tt.EXIT_LOSS_LIMIT
     out = bot.output()
-    assert "LOSS LIMIT" in out and "the run stopped itself" in out
+    assert "LOSS LIMIT: this run's P&L -$6.00 reached -$5.00 (--max-loss)" in out
+    assert "loss limit -$5.00" in out and "the run stopped itself" in out
     assert [(o["side"], o["type"]) for o in fake.received.orders] == [("buy", "limit"),
                                                                        ("sell", "market")]
     s = assert_in_step(fake, out, 0)                     # flat at the fake, nothing open
