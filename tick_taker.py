@@ -4,19 +4,30 @@
 A faithful, corrected rebuild of Alpaca's 2019 "example-hftish". It watches
 a stock's one-cent bid/ask level (or several stocks', each on its own). When
 the level moves by exactly one cent, the level is *armed*. When a regular
-trade of at least one lot then prints at the ask (or the bid) while the
-displayed sizes lean the same way by more than 1.8x, it sends one 100-share
-`day` limit order at that price and cancels it at once (a simulated
-immediate-or-cancel). One attempt per level; never short; never more than
-`--quantity` shares held.
+trade of at least MIN_PRINT_SIZE shares then prints at the ask (or the bid)
+while the displayed sizes lean the same way by more than IMBALANCE_RATIO, it
+sends one LOT-share `day` limit order at that price and cancels it at once
+(a simulated immediate-or-cancel). One attempt per level; never short; never
+more than `--quantity` shares held.
+
+FORKING IT? The rule is the first 150 lines: the constants just below and
+`signal_side()` (a print -> "buy", "sell" or nothing). Change those, then
+
+    pipenv run pytest tests/test_contract.py       # what pins the shipped rule
+    pipenv run python -m sim.compare ORIGINAL.py tick_taker.py   # yours vs the original
+
+(README, "Change the strategy"). Everything below `signal_side()` is the
+plumbing that carries its verdict out safely; a fork need not read it.
 
 The exact contract is in README.md ("The strategy"). Read top to bottom:
 
     constants, Config         the knobs
     Quote                     level tracking (pure, no I/O)
     Position                  order registry, order life and fill accounting (pure)
-    signal_side(), decide(),  one trade print -> a signal, an order, or nothing;
-    follow()                  follow() holds every rule of the run in one place
+    signal_side()             THE RULE: one trade print -> a side, or None
+    order_for(), follow()     the position's room and the run's guards (the
+                              trading stream, stopping, the close, the loss
+                              limit, the REST budget) around the rule
     edge records              OrderUpdate: the wire's order shapes, parsed once
     REST                      the SDK in its own thread, the rate limiter
     Journal                   the run's record in SQLite, written off the loop
@@ -41,6 +52,7 @@ import collections
 import datetime
 import functools
 import gc
+import ipaddress
 import itertools
 import json
 import logging
@@ -53,6 +65,7 @@ import sqlite3
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -71,7 +84,8 @@ from requests.adapters import HTTPAdapter
 # --------------------------------------------------------------------------
 # Constants: the strategy's knobs (see README, "The strategy").
 # --------------------------------------------------------------------------
-LOT = 100                            # shares per order; smallest print followed
+LOT = 100                            # shares per order (a sell may be an odd lot)
+MIN_PRINT_SIZE = 100                 # the smallest trade print followed, in shares
 IMBALANCE_RATIO = Fraction("1.8")    # exact, so 180 vs 100 is not "more"
 QUOTE_GUARD_NS = 50_000_000          # a print this soon after the level's quote may
                                      # belong to the previous level: ignore it
@@ -85,6 +99,65 @@ REGULAR_CONDITIONS = frozenset({
     "F",                             # intermarket sweep: a regular trade that swept the touch
 })
 
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """One trade print, as the core sees it (quotes, ten times as many, are
+    passed as plain arguments: their path is the hot one)."""
+    price_cents: int
+    size: int
+    t: ExchangeTime
+    conditions: Optional[list[str]] = None   # the print's `c` codes; None: no field
+
+
+def outweighs(size: int, other: int) -> bool:
+    """size > IMBALANCE_RATIO x other, exactly, in integers (a Fraction product
+    costs microseconds on the path from print to order)."""
+    return size * IMBALANCE_RATIO.denominator > other * IMBALANCE_RATIO.numerator
+
+
+def regular(conditions: Optional[list[str]]) -> bool:
+    """A regular trade at the current market: every condition code it carries
+    is in REGULAR_CONDITIONS (a print with no conditions field counts)."""
+    return conditions is None or REGULAR_CONDITIONS.issuperset(conditions)
+
+
+def signal_side(quote: Quote, trade: Trade) -> Optional[str]:
+    """THE RULE. Is this print a signal, and which way: "buy", "sell", or None.
+
+    One guard per rule of README "The strategy", cheapest first; the
+    position and the run are not asked (order_for() and follow() do that).
+    `quote` is the symbol's level tracker: its level (`level_bid`,
+    `level_ask`, `level_time_ns`), whether it is `armed`, and the live quote
+    (`bid`, `ask`, `bid_size`, `ask_size`), integer cents and shares.
+    "Spread of exactly one cent" needs no line of its own: rule 2 implies it
+    (a level is always a one-tick spread)."""
+    if not quote.armed:
+        return None                                   # 1. armed, no attempt yet
+    if not quote.at_level():
+        return None                                   # 2. live quote at the level
+    if as_ns(trade.t) - quote.level_time_ns <= QUOTE_GUARD_NS:
+        return None                                   # 3. after the quote guard
+    if trade.size < MIN_PRINT_SIZE:
+        return None                                   # 4. a big enough print
+    if not regular(trade.conditions):
+        return None                                   # 5. a regular print ...
+    bid_size, ask_size = quote.bid_size, quote.ask_size
+    if bid_size <= 0 or ask_size <= 0:
+        return None                                   # 5. ... and both sizes shown
+    if trade.price_cents == quote.level_ask and outweighs(bid_size, ask_size):
+        return "buy"                                  # printed at the ask, bid heavy
+    if trade.price_cents == quote.level_bid and outweighs(ask_size, bid_size):
+        return "sell"                                 # printed at the bid, ask heavy
+    return None
+
+
+# ==========================================================================
+# Everything below is plumbing: it carries signal_side()'s verdict out
+# safely (levels, positions, orders, streams, shutdown). A fork that only
+# changes the rule need not read on.
+# ==========================================================================
+
 DEFAULT_SYMBOL = "SNAP"
 DEFAULT_QUANTITY = 500
 MAX_QUANTITY = 1_000_000             # --quantity above this is a typo, not a plan
@@ -94,6 +167,7 @@ PAPER_URL = "https://paper-api.alpaca.markets"
 LIVE_URL = "https://api.alpaca.markets"
 DATA_STREAM_URL = "https://stream.data.alpaca.markets"
 CLIENT_ID_PREFIX = "tick-taker-"     # our orders' client_order_id starts with this
+PLACEHOLDER_KEYS = frozenset({"PKXXXXXXXXXXXXXXXXXX", "your-secret-key"})   # .env.example's
 
 # The order path (see README, "An order's life").
 ORDER_TIMEOUT_S = 2.0                # submit/cancel: no answer by then means "unknown"
@@ -369,18 +443,8 @@ class Position:
 
 
 # --------------------------------------------------------------------------
-# The decision: one trade print -> an order intent, or None.
+# The run around the rule: the position's room, then the run's guards.
 # --------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Trade:
-    """One trade print, as the core sees it (quotes, ten times as many, are
-    passed as plain arguments: their path is the hot one)."""
-    price_cents: int
-    size: int
-    t: ExchangeTime
-    conditions: Optional[list[str]] = None   # the print's `c` codes; None: no field
-
-
 @dataclass(frozen=True)
 class Intent:
     side: str
@@ -395,41 +459,6 @@ class Intent:
                         else (self.ask_size, self.bid_size))
         return (f"{'bid' if self.side == 'buy' else 'ask'} {heavy} > "
                 f"{float(IMBALANCE_RATIO)}x{light}")
-
-
-def outweighs(size: int, other: int) -> bool:
-    """size > IMBALANCE_RATIO x other, exactly, in integers (a Fraction product
-    costs microseconds on the path from print to order)."""
-    return size * IMBALANCE_RATIO.denominator > other * IMBALANCE_RATIO.numerator
-
-
-def regular(conditions: Optional[list[str]]) -> bool:
-    """A regular trade at the current market: every condition code it carries
-    is in REGULAR_CONDITIONS (a print with no conditions field counts)."""
-    return conditions is None or REGULAR_CONDITIONS.issuperset(conditions)
-
-
-def signal_side(quote: Quote, trade: Trade) -> Optional[str]:
-    """Is this print a signal, and which way: "buy", "sell", or None. The
-    decision rules, in order, cheapest first; the position is not asked."""
-    if not quote.armed:
-        return None                                   # 1. armed, no attempt yet
-    if not quote.at_level():
-        return None                                   # 2. live quote at the level
-    if as_ns(trade.t) - quote.level_time_ns <= QUOTE_GUARD_NS:
-        return None                                   # 3. > 50 ms after level time
-    if trade.size < LOT:
-        return None                                   # 4. at least one lot
-    if not regular(trade.conditions):
-        return None                                   # 5. a regular print ...
-    bid_size, ask_size = quote.bid_size, quote.ask_size
-    if bid_size <= 0 or ask_size <= 0:
-        return None                                   # 5. ... and both sizes shown
-    if trade.price_cents == quote.level_ask and outweighs(bid_size, ask_size):
-        return "buy"                                  # printed at the ask, bid heavy
-    if trade.price_cents == quote.level_bid and outweighs(ask_size, bid_size):
-        return "sell"                                 # printed at the bid, ask heavy
-    return None
 
 
 def order_for(side: str, quote: Quote, position: Position) -> Optional[Intent]:
@@ -448,6 +477,9 @@ def decide(quote: Quote, position: Position, trade: Trade) -> Optional[Intent]:
     return None if side is None else order_for(side, quote, position)
 
 
+WHY_BUDGET = "REST rate budget"      # no room for a submit and a cancel right now
+
+
 @dataclass(frozen=True)
 class Decision:
     """A signal, and what came of it: the order to send, or why none is."""
@@ -458,13 +490,16 @@ class Decision:
 
 def follow(quote: Quote, position: Position, trade: Trade, blocked: Optional[str],
            reserve: Callable[[], bool]) -> Optional[Decision]:
-    """One trade print through every rule of the run: the one place they live.
+    """One trade print through the rule, then the run's guards around it.
 
-    The bot, the replay's counts and the property test all call this. None
-    for a print that is no signal (nearly all of them). `blocked` says why
-    no order may go now (the trading stream is down, Ctrl+C, too close to the
-    close, the loss limit), or is None; `reserve` books the REST budget for
-    the order's submit and cancel, or says there is none.
+    The rule is signal_side(), above, alone; this adds what is not the
+    rule: the position's room (order_for), whether an order may go now, the
+    REST budget, and one attempt per level. The bot, the replay's counts and
+    the property test all call this, so they cannot disagree. None for a
+    print that is no signal (nearly all of them). `blocked` says why no order
+    may go now (the trading stream is down, Ctrl+C, too close to the close,
+    the loss limit), or is None; `reserve` books the REST budget for the
+    order's submit and cancel, or says there is none.
     """
     side = signal_side(quote, trade)
     if side is None:
@@ -475,7 +510,7 @@ def follow(quote: Quote, position: Position, trade: Trade, blocked: Optional[str
     if intent is None:
         return Decision(side, why_not="no room to buy" if side == "buy" else "nothing to sell")
     if not reserve():
-        return Decision(side, why_not="REST rate budget")   # skipped, not queued; still armed
+        return Decision(side, why_not=WHY_BUDGET)     # skipped, not queued; still armed
     quote.disarm()                                    # an attempt: one per level
     return Decision(side, intent)
 
@@ -610,11 +645,18 @@ def ws_url(http_url: str) -> str:
 
 
 def endpoint_kind(base_url: str) -> str:
+    """PAPER, LIVE, LOCAL (a server on this machine: the simulated Alpaca, or
+    a tunnel) or CUSTOM."""
     if base_url.rstrip("/") == PAPER_URL:
         return "PAPER"
     if base_url.rstrip("/") == LIVE_URL:
         return "LIVE"
-    return "CUSTOM"
+    host = (urllib.parse.urlsplit(base_url).hostname or "").lower()
+    try:
+        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = False
+    return "LOCAL" if local else "CUSTOM"
 
 
 def backoff_s(attempt: int, first: float = RECONNECT_FIRST_S,
@@ -1037,10 +1079,7 @@ class OrderDesk:
     # -- deciding and sending ---------------------------------------------
     def reserve(self) -> bool:
         """Budget first: room for the submit *and* the cancel right now."""
-        if self.limiter.reserve(2, time.monotonic()):
-            return True
-        log.warning("signal skipped: REST rate limit (no room for a submit and a cancel now)")
-        return False
+        return self.limiter.reserve(2, time.monotonic())
 
     def new_client_id(self) -> str:
         return f"{CLIENT_ID_PREFIX}{self.run_id}-{next(self._seq)}"
@@ -1581,6 +1620,10 @@ class TickTaker:
                 log.info, "%s %d %s @ %s (level %d, %s; print at %s) [%s]",
                 intent.side.upper(), intent.qty, symbol, dollars(intent.limit_cents),
                 inst.quote.level_changes, intent.reason, trade.t, coid)
+        else:                                    # a signal, and why no order (rare: cheap)
+            log.log(logging.WARNING if decision.why_not == WHY_BUDGET else logging.INFO,
+                    "%s signal %s @ %s not followed: %s (print at %s)", decision.side.upper(),
+                    symbol, dollars(trade.price_cents), decision.why_not, trade.t)
         self.journal_signal(symbol, trade, decision, coid)
 
     # -- the journal: signals, and the mid after them ---------------------
@@ -2109,6 +2152,10 @@ def credentials(key_id: Optional[str] = None, secret: Optional[str] = None,
         raise FatalError(
             "no API keys: set APCA_API_KEY_ID and APCA_API_SECRET_KEY in the environment "
             "or in a .env file (copy .env.example), or pass --key-id/--secret-key")
+    if key_id in PLACEHOLDER_KEYS or secret in PLACEHOLDER_KEYS:
+        raise FatalError(
+            "the API keys are still the placeholders of .env.example: put your own in .env "
+            "(paper keys first: Alpaca's dashboard, Paper Trading, API Keys)")
     for name, value in (("APCA_API_KEY_ID", key_id), ("APCA_API_SECRET_KEY", secret)):
         if not value.isprintable() or " " in value:
             raise FatalError(f"{name} contains spaces or control characters: copy the key "
@@ -2183,6 +2230,11 @@ def live_gate(cfg: Config, live: bool) -> bool:
         return True
     what = ("Alpaca's LIVE endpoint" if kind == "LIVE" else
             "not Alpaca's paper endpoint (the bot cannot tell paper from live there)")
+    if kind == "LOCAL" and live:
+        log.info("endpoint: a server on this machine at %s, such as the simulated Alpaca "
+                 "(key id %s; --live given, in case it forwards to a real one)",
+                 cfg.base_url, key)
+        return True
     if not live:
         log.error("refusing to start: %s is %s, with key id %s. That is real money: pass "
                   "--live to trade it, or use paper keys at %s", cfg.base_url, what, key,

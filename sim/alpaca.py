@@ -176,6 +176,10 @@ class FakeAlpaca:
         self.drop_after_subscribe = 0     # close the next N data sockets once subscribed
         self.listen_delay_s = 0.0         # acknowledge `listen` this late
         self.peak_position: dict[str, int] = {}           # the most ever held, per symbol
+        # Clients that can tell when what a test awaits will never come (a bot
+        # that exited, or that logged why it did not follow a signal): each
+        # takes an optional text to look for and returns why, or None.
+        self.watchers: list[Callable[[Optional[str]], Optional[str]]] = []
         self._data_ws: set[tuple[web.WebSocketResponse, bool]] = set()
         self._trading_ws: set[web.WebSocketResponse] = set()
         self._changed = threading.Condition()
@@ -933,16 +937,25 @@ class FakeAlpaca:
                 self.book[m["S"]] = (round(m["bp"] * 100), round(m["ap"] * 100), m["bs"], m["as"])
         self.call(self._broadcast_data, list(messages))
 
-    def wait_until(self, predicate: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
-        """Block until predicate() is truthy (re-checked on every change)."""
+    def wait_until(self, predicate: Callable[[], Any], what: str, timeout: float = WAIT_S,
+                   hopeless: Optional[Callable[[], Optional[str]]] = None) -> Any:
+        """Block until predicate() is truthy (re-checked on every change). A
+        wait that `hopeless` says cannot end well fails at once, with its word."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while not (result := predicate()):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+                if hopeless is not None and (why := hopeless()):
+                    raise AssertionError(f"waiting for {what} in vain: {why}")
                 self._changed.wait(min(left, 0.05))
         return result
+
+    def hopeless(self, sign: Optional[str] = None) -> Optional[str]:
+        """Why an order or cancel awaited can no longer come, from the watchers
+        (a bot that exited, or logged `sign`); None while it still may."""
+        return next((why for watch in self.watchers if (why := watch(sign))), None)
 
     def subscribed(self, symbol: str) -> bool:
         return symbol in self.subscriptions["quotes"] and symbol in self.subscriptions["trades"]
@@ -957,14 +970,17 @@ class FakeAlpaca:
         self.wait_until(lambda: self.listening and self.subscribed(symbol),
                         f"the bot to subscribe to {symbol} and listen", timeout)
 
-    def wait_orders(self, n: int, timeout: float = WAIT_S) -> list[dict]:
-        """Until at least n orders were POSTed; return all of them."""
+    def wait_orders(self, n: int, timeout: float = WAIT_S, sign: Optional[str] = None) -> list[dict]:
+        """Until at least n orders were POSTed; return all of them. Fails at
+        once when a watcher says they cannot come (see `hopeless`)."""
         return self.wait_until(lambda: len(self.received.orders) >= n and self.received.orders,
-                               f"{n} order(s) (have {len(self.received.orders)})", timeout)
+                               f"{n} order(s) (have {len(self.received.orders)})", timeout,
+                               lambda: self.hopeless(sign))
 
     def wait_cancels(self, n: int, timeout: float = WAIT_S) -> list[str]:
         return self.wait_until(lambda: len(self.received.cancels) >= n and self.received.cancels,
-                               f"{n} cancel(s) (have {len(self.received.cancels)})", timeout)
+                               f"{n} cancel(s) (have {len(self.received.cancels)})", timeout,
+                               self.hopeless)
 
     def order_by_client_id(self, coid: str) -> dict:
         """The order placed with `coid`, once the fake has created it."""

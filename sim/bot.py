@@ -55,6 +55,18 @@ class Bot:
             time.sleep(0.02)
         raise AssertionError(f"bot never logged {text!r}; output:\n{self.output()}")
 
+    def why_stuck(self, sign: Optional[str] = None) -> Optional[str]:
+        """Why an order awaited from this bot cannot come: it exited, or it
+        logged `sign` (say, why it did not follow a signal); None while it may."""
+        if (code := self.proc.poll()) is not None:
+            return f"the bot exited with code {code}; its output:\n{self.output()}"
+        if sign:
+            out = self.output()
+            if (at := out.find(sign)) >= 0:
+                line = out[out.rfind("\n", 0, at) + 1:].split("\n", 1)[0]
+                return f"the bot says: {line}"
+        return None
+
     def wait_exit(self, timeout: float = WAIT_S) -> int:
         try:
             return self.proc.wait(timeout)

@@ -5,10 +5,12 @@ test (moved by hand, never slept), as in STRATEGY.md.
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Optional
 
+import tick_taker as tt
 from sim.alpaca import SECRET_KEY, FakeAlpaca, quote, trade
 from sim.bot import Bot, clean_env
 
@@ -17,6 +19,18 @@ T0 = 1_795_000_000_000_000_000          # exchange time base (ns since the epoch
 MS = 1_000_000
 SENTINEL_BID = 9000                      # far from every scenario's prices
 
+# Sizes and times a signal needs, derived from the rule's constants, so that a
+# fork that changes a knob (IMBALANCE_RATIO, MIN_PRINT_SIZE, QUOTE_GUARD_NS,
+# LOT) still signals in every scenario that must signal. Only
+# tests/test_contract.py pins the shipped values.
+LOT = tt.LOT
+LIGHT = 3 * tt.LOT                       # the light side: room to fill a whole lot
+HEAVY = math.floor(LIGHT * tt.IMBALANCE_RATIO) * 2 + 1   # outweighs LIGHT, with a margin
+PRINT = max(tt.MIN_PRINT_SIZE, 1)        # a print the rule follows
+GUARD_MS = tt.QUOTE_GUARD_NS / MS        # prints within this of the level are ignored
+AFTER_MS = GUARD_MS + 10                 # a print this long after the level is followed
+QUANTITY = 5 * tt.LOT                    # the bot's --quantity in these tests
+
 
 def at(ms: float) -> int:
     """Exchange time `ms` milliseconds after T0."""
@@ -24,7 +38,7 @@ def at(ms: float) -> int:
 
 
 def start_bot(fake: FakeAlpaca, tmp_path: Path, *args: str, symbol: str = SYMBOL,
-              quantity: Optional[int] = 500, env: Optional[dict] = None,
+              quantity: Optional[int] = QUANTITY, env: Optional[dict] = None,
               ready: bool = True, live: bool = True) -> Bot:
     """Start the bot against `fake` with the real CLI and environment variables.
 
@@ -32,6 +46,7 @@ def start_bot(fake: FakeAlpaca, tmp_path: Path, *args: str, symbol: str = SYMBOL
     argv = ["--symbol", symbol, *([] if quantity is None else ["--quantity", str(quantity)]),
             *(["--live"] if live else []), *args]
     bot = Bot(argv, clean_env(**{**fake.env(), **(env or {})}), tmp_path)
+    fake.watchers.append(bot.why_stuck)          # an awaited order that cannot come: fail now
     if ready:
         try:
             fake.wait_ready(symbol)
@@ -106,42 +121,74 @@ def assert_in_step(fake: FakeAlpaca, out: str, code: int, quantity: int = 500,
 
 
 # --------------------------------------------------------------- scenarios
-def arm(fake: FakeAlpaca, bid: int, t: float, bid_size: int = 900, ask_size: int = 300,
+def arm(fake: FakeAlpaca, bid: int, t: float, bid_size: int = HEAVY, ask_size: int = LIGHT,
         up: bool = True, symbol: str = SYMBOL) -> float:
     """Make (bid, bid+1) an armed level: a level one tick away, then this one.
 
     Returns the level time (ms)."""
-    prev = bid - 1 if up else bid + 1
-    fake.push(quote(symbol, prev, prev + 1, 100, 100, at(t)),
-              quote(symbol, bid, bid + 1, bid_size, ask_size, at(t + 1)))
+    fake.push(*arming(bid, t, bid_size, ask_size, up, symbol))
     return t + 1
 
 
+def arming(bid: int, t: float, bid_size: int = HEAVY, ask_size: int = LIGHT,
+           up: bool = True, symbol: str = SYMBOL) -> list[dict]:
+    """The two quotes that make (bid, bid+1) an armed level at t + 1 ms."""
+    prev = bid - 1 if up else bid + 1
+    return [quote(symbol, prev, prev + tt.TICK_CENTS, LIGHT, LIGHT, at(t)),
+            quote(symbol, bid, bid + tt.TICK_CENTS, bid_size, ask_size, at(t + 1))]
+
+
 def buy_signal(fake: FakeAlpaca, bid: int, t: float, symbol: str = SYMBOL) -> None:
-    """An armed level with a bid-heavy book, then a 100-share print at its ask."""
-    level_t = arm(fake, bid, t, bid_size=900, ask_size=300, symbol=symbol)
-    fake.push(trade(symbol, bid + 1, 100, at(level_t + 60)))
+    """An armed level with a bid-heavy book, then a print the rule follows at its ask."""
+    messages = [*arming(bid, t, HEAVY, LIGHT, True, symbol),
+                trade(symbol, bid + tt.TICK_CENTS, PRINT, at(t + 1 + AFTER_MS))]
+    fake.push(*expect_signal("buy", messages))
 
 
 def sell_signal(fake: FakeAlpaca, bid: int, t: float, symbol: str = SYMBOL) -> None:
-    """An armed level with an ask-heavy book, then a 100-share print at its bid."""
-    level_t = arm(fake, bid, t, bid_size=300, ask_size=900, up=False, symbol=symbol)
-    fake.push(trade(symbol, bid, 100, at(level_t + 60)))
+    """An armed level with an ask-heavy book, then a print the rule follows at its bid."""
+    messages = [*arming(bid, t, LIGHT, HEAVY, False, symbol),
+                trade(symbol, bid, PRINT, at(t + 1 + AFTER_MS))]
+    fake.push(*expect_signal("sell", messages))
 
 
-def sentinel(fake: FakeAlpaca, n_before: int, side: str = "buy", t: float = 900_000) -> list[dict]:
+def expect_signal(side: str, messages: list[dict]) -> list[dict]:
+    """The scenario's messages, once the shipped rule itself (tick_taker's
+    Quote and signal_side, in this process) agrees that their last print is a
+    `side` signal: a set-up the rule does not follow fails here at once,
+    saying so, instead of a wait for an order that cannot come."""
+    q = tt.Quote()
+    for m in messages[:-1]:
+        q.on_quote(round(m["bp"] * 100), round(m["ap"] * 100), m["bs"], m["as"], m["t"])
+    p = messages[-1]
+    verdict = tt.signal_side(q, tt.Trade(round(p["p"] * 100), p["s"], p["t"], p.get("c")))
+    assert verdict == side, (
+        f"this scenario is no {side} signal under tick_taker.signal_side() (it says "
+        f"{verdict}): level {q.level_bid}/{q.level_ask} armed={q.armed}, sizes "
+        f"{q.bid_size}/{q.ask_size}, print {p['s']} @ {p['p']}; build the set-up from the "
+        "rule's constants (tests/helpers.py)")
+    return messages
+
+
+def sentinel(fake: FakeAlpaca, n_before: Optional[int], side: str = "buy",
+             t: float = 900_000) -> list[dict]:
     """Prove what the bot did NOT send: a signal the bot must follow, far from
     every scenario price. Orders go out in decision order, so once the
     sentinel's order arrives, all earlier decisions have been sent too.
 
     Returns the orders received before the sentinel's (asserting it came
-    last and that exactly `n_before` came before it)."""
+    last and, unless `n_before` is None, that exactly that many came before it)."""
     (buy_signal if side == "buy" else sell_signal)(fake, SENTINEL_BID, t)
-    orders = fake.wait_orders(n_before + 1)
+    expected = SENTINEL_BID + tt.TICK_CENTS if side == "buy" else SENTINEL_BID
+    # The bot's own word that it will not follow the sentinel ends the wait at once.
+    sign = f"{side.upper()} signal {SYMBOL} @ {tt.dollars(expected)} not followed"
+    orders = fake.wait_until(lambda: [o for o in fake.received.orders
+                                      if limit_cents(o) == expected and o["side"] == side],
+                             "the sentinel's order", hopeless=lambda: fake.hopeless(sign))
+    orders = list(fake.received.orders)
     last = orders[-1]
-    expected = SENTINEL_BID + 1 if side == "buy" else SENTINEL_BID
     assert (last["side"], limit_cents(last)) == (side, expected), orders
-    assert len(orders) == n_before + 1, orders
+    assert n_before is None or len(orders) == n_before + 1, orders
     return orders[:-1]
 
 

@@ -14,7 +14,7 @@ import pytest
 from sim import replay
 from sim.alpaca import FakeAlpaca, FillPolicy, quote, trade
 from sim.report import journal_report, main as report_main, read_journal
-from tests.helpers import (SYMBOL, arm, at, buy_signal, sell_signal, start_bot, stop_cleanly,
+from tests.helpers import (AFTER_MS, HEAVY, LIGHT, PRINT, SYMBOL, arm, at, buy_signal, sell_signal, start_bot, stop_cleanly,
                            summary)
 
 
@@ -42,9 +42,9 @@ def test_journal_orders_and_fills_equal_the_fakes(fake, run_bot, tmp_path):
     bot.wait_log("REJECTED")
     sell_signal(fake, 1030, t=3000)                      # sells the 100
     bot.wait_log("FILL SELL 100")
-    arm(fake, 1041, t=4000, up=False, bid_size=300, ask_size=900)
-    fake.push(quote(SYMBOL, 1041, 1042, 300, 900, at(4002)))
-    fake.push(trade(SYMBOL, 1041, 100, at(4100)))        # a sell signal, nothing to sell
+    arm(fake, 1041, t=4000, up=False, bid_size=LIGHT, ask_size=HEAVY)
+    fake.push(quote(SYMBOL, 1041, 1042, LIGHT, HEAVY, at(4002)))
+    fake.push(trade(SYMBOL, 1041, PRINT, at(4002 + AFTER_MS)))        # a sell signal, nothing to sell
     buy_signal(fake, 1050, t=5000)                       # read after it: a buy, filled
     bot.wait_log("FILL BUY 100", after="FILL SELL 100")
     out = stop_cleanly(bot)

@@ -147,7 +147,7 @@ def test_no_order_is_queued_or_sent_after_ctrl_c(fake, run_bot):
     buy_signal(fake, 1000, t=0)
     fake.wait_cancels(1)
     buy_signal(fake, 1010, t=1000)              # no room: skipped
-    bot.wait_log("signal skipped: REST rate limit")
+    bot.wait_log("not followed: REST rate budget")
     out = stop_cleanly(bot)
     assert len(fake.received.orders) == 1
     cancel_at = fake.received.request_times[fake.received.requests.index(CANCEL)]

@@ -9,7 +9,7 @@ from fractions import Fraction
 import pytest
 
 from sim.alpaca import NO_FIELD, FillPolicy, cancel_error, correction, quote, trade
-from tests.helpers import (SYMBOL, arm, assert_in_step, at, buy_signal, limit_cents, sell_signal,
+from tests.helpers import (AFTER_MS, HEAVY, LIGHT, PRINT, SYMBOL, arm, assert_in_step, at, buy_signal, limit_cents, sell_signal,
                            sentinel, stop_cleanly)
 
 # One representative print per class the rule excludes ("Which prints count").
@@ -42,7 +42,7 @@ def test_print_with_an_excluded_condition_is_not_followed(fake, bot, conditions)
     """A print is followed only if every condition code in its `c` list is one of
     " ", "@", "F"; any other code excludes the print."""
     level_t = arm(fake, 1000, t=0)
-    fake.push(trade(SYMBOL, 1001, 100, at(level_t + 60), conditions))
+    fake.push(trade(SYMBOL, 1001, PRINT, at(level_t + AFTER_MS), conditions))
     assert sentinel(fake, 0) == []
 
 
@@ -51,7 +51,7 @@ def test_corrections_and_cancels_never_trigger(fake, bot, message):
     """Trade corrections ("T":"c") and cancels ("T":"x") on the stream never
     trigger anything."""
     level_t = arm(fake, 1000, t=0)
-    fake.push(message(SYMBOL, 1001, 300, at(level_t + 60)))
+    fake.push(message(SYMBOL, 1001, 300, at(level_t + AFTER_MS)))
     assert sentinel(fake, 0) == []
 
 
@@ -61,15 +61,15 @@ def test_regular_prints_are_followed(fake, bot, conditions):
     """Regular sale (" ", "@"), intermarket sweep ("F"); a print with no `c` field
     counts as regular."""
     level_t = arm(fake, 1000, t=0)
-    fake.push(trade(SYMBOL, 1001, 100, at(level_t + 60), conditions))
+    fake.push(trade(SYMBOL, 1001, PRINT, at(level_t + AFTER_MS), conditions))
     [order] = fake.wait_orders(1)
     assert (order["side"], limit_cents(order)) == ("buy", 1001)
 
 
 def test_empty_ask_side_never_buys(fake, bot):
     """Both live sizes must be above zero (a zero ask is not "bid 900 > 1.8 x 0")."""
-    level_t = arm(fake, 1000, t=0, bid_size=900, ask_size=0)
-    fake.push(trade(SYMBOL, 1001, 100, at(level_t + 60)))
+    level_t = arm(fake, 1000, t=0, bid_size=HEAVY, ask_size=0)
+    fake.push(trade(SYMBOL, 1001, PRINT, at(level_t + AFTER_MS)))
     assert sentinel(fake, 0) == []
 
 
@@ -77,8 +77,8 @@ def test_empty_bid_side_never_sells(fake, bot):
     """Both live sizes must be above zero (a zero bid is not "ask 900 > 1.8 x 0")."""
     buy_signal(fake, 1000, t=0)
     bot.wait_log("FILL BUY 100")
-    level_t = arm(fake, 1010, t=1000, bid_size=0, ask_size=900, up=False)
-    fake.push(trade(SYMBOL, 1010, 100, at(level_t + 60)))
+    level_t = arm(fake, 1010, t=1000, bid_size=0, ask_size=HEAVY, up=False)
+    fake.push(trade(SYMBOL, 1010, PRINT, at(level_t + AFTER_MS)))
     assert sentinel(fake, 1) == [fake.received.orders[0]]
 
 
@@ -103,8 +103,8 @@ def test_level_is_forgotten_after_the_data_stream_reconnects(fake, bot):
     fake.drop_data_stream()
     fake.wait_until(lambda: fake.received.data_connections == 2 and fake.subscribed(SYMBOL),
                     "the data stream to reconnect")
-    fake.push(quote(SYMBOL, 1001, 1002, 900, 300, at(100)),      # one cent from the stale level
-              trade(SYMBOL, 1002, 100, at(200)))
+    fake.push(quote(SYMBOL, 1001, 1002, HEAVY, LIGHT, at(100)),      # one cent from the stale level
+              trade(SYMBOL, 1002, PRINT, at(100 + AFTER_MS)))
     assert sentinel(fake, 0) == []
 
 
@@ -114,8 +114,8 @@ def test_level_is_forgotten_after_the_watchdog_fires(fake, run_bot):
     bot = run_bot("--stale-seconds", "0.5")
     arm(fake, 1000, t=0)
     bot.wait_log("no quotes for MU for")
-    fake.push(quote(SYMBOL, 1001, 1002, 900, 300, at(100)),
-              trade(SYMBOL, 1002, 100, at(200)))
+    fake.push(quote(SYMBOL, 1001, 1002, HEAVY, LIGHT, at(100)),
+              trade(SYMBOL, 1002, PRINT, at(100 + AFTER_MS)))
     assert sentinel(fake, 0) == []
 
 
@@ -123,8 +123,8 @@ def test_quote_whose_time_cannot_be_read_changes_nothing(fake, bot):
     """A level change is applied whole or not at all: a quote whose time cannot be
     read changes nothing (and the rest of its frame is read)."""
     level_t = arm(fake, 1000, t=0)                       # armed level 10.00/10.01
-    fake.push(quote(SYMBOL, 1001, 1002, 900, 300, "2026-13-45T99:99:99Z"),   # unreadable
-              trade(SYMBOL, 1001, 100, at(level_t + 60)))  # still at the armed level
+    fake.push(quote(SYMBOL, 1001, 1002, HEAVY, LIGHT, "2026-13-45T99:99:99Z"),   # unreadable
+              trade(SYMBOL, 1001, PRINT, at(level_t + AFTER_MS)))  # still at the armed level
     [order] = fake.wait_orders(1)
     assert (order["side"], limit_cents(order)) == ("buy", 1001)
     assert "skipped unreadable market data" in bot.output()

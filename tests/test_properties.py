@@ -18,6 +18,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import tick_taker as tt
+from tests.helpers import AFTER_MS, GUARD_MS, HEAVY, LIGHT, PRINT
+
+# Sizes on both sides of the imbalance rule, and prints on both sides of the
+# smallest print, from the rule's constants (a fork's knobs keep them apart).
+SIZES = sorted({tt.LOT, LIGHT, HEAVY, int(LIGHT * tt.IMBALANCE_RATIO) + 1})
+PRINTS = sorted({max(PRINT // 2, 1), PRINT, 3 * PRINT})
 
 EVENTS_FOR = {"filled": "fill", "partially_filled": "partial_fill"}
 OPEN = ("new", "partially_filled")
@@ -45,19 +51,18 @@ class BotAgainstBroker(RuleBasedStateMachine):
 
     # -- the market ------------------------------------------------------
     @rule(move=st.sampled_from([-1, 1, -1, 1, 0, 2]), spread=st.sampled_from([1, 1, 1, 2]),
-          bid_size=st.sampled_from([100, 300, 900, 541]),
-          ask_size=st.sampled_from([100, 300, 900, 541]))
+          bid_size=st.sampled_from(SIZES), ask_size=st.sampled_from(SIZES))
     def quote_arrives(self, move: int, spread: int, bid_size: int, ask_size: int) -> None:
         self.t += 20_000_000
         self.bid += move
         self.quote.on_quote(self.bid, self.bid + spread, bid_size, ask_size, self.t)
 
-    @rule(where=st.sampled_from(["bid", "ask", "inside"]), size=st.sampled_from([50, 100, 300]),
-          after_ms=st.sampled_from([10, 60]), submit=st.sampled_from(SUBMITS),
+    @rule(where=st.sampled_from(["bid", "ask", "inside"]), size=st.sampled_from(PRINTS),
+          after_ms=st.sampled_from([GUARD_MS / 5, AFTER_MS]), submit=st.sampled_from(SUBMITS),
           budget=st.booleans())
-    def trade_prints(self, where: str, size: int, after_ms: int, submit: str,
+    def trade_prints(self, where: str, size: int, after_ms: float, submit: str,
                      budget: bool = True) -> None:
-        self.t += after_ms * 1_000_000
+        self.t += round(after_ms * 1_000_000)
         q = self.quote
         price = {"bid": q.bid, "ask": q.ask, "inside": q.bid + 1}[where] if q.bid else 0
         was_armed = q.armed
@@ -88,10 +93,10 @@ class BotAgainstBroker(RuleBasedStateMachine):
     def signal_forms(self, side: str, submit: str) -> None:
         """A one-cent move with a lopsided book, then a lot printing on its side."""
         if side == "buy":
-            self.quote_arrives(1, 1, 900, 300)
+            self.quote_arrives(1, 1, HEAVY, LIGHT)
         else:
-            self.quote_arrives(-1, 1, 300, 900)
-        self.trade_prints("ask" if side == "buy" else "bid", 100, 60, submit)
+            self.quote_arrives(-1, 1, LIGHT, HEAVY)
+        self.trade_prints("ask" if side == "buy" else "bid", PRINT, AFTER_MS, submit)
 
     @rule(seconds=st.sampled_from([0.5, 2.0, 6.0]))
     def time_passes(self, seconds: float) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from sim.alpaca import FillPolicy, trade
-from tests.helpers import (SYMBOL, at, arm, assert_clean, assert_in_step, buy_signal, limit_cents,
+from tests.helpers import (AFTER_MS, PRINT, SYMBOL, at, arm, assert_clean, assert_in_step, buy_signal, limit_cents,
                            sell_signal,
                            sentinel, stop_cleanly, summary)
 
@@ -60,7 +60,7 @@ def test_data_stream_drop_disarms_until_a_fresh_level_change(fake, bot):
     level_t = arm(fake, 1000, t=0)
     fake.drop_data_stream()
     data_reconnected(fake, 2)
-    fake.push(trade(SYMBOL, 1001, 100, at(level_t + 60)))  # at the old, armed level
+    fake.push(trade(SYMBOL, 1001, PRINT, at(level_t + AFTER_MS)))  # at the old, armed level
     assert sentinel(fake, 0) == []
     stop_cleanly(bot)
 
@@ -130,7 +130,7 @@ def test_429_pauses_new_orders_without_blocking_the_stream(fake, run_bot):
     buy_signal(fake, 1000, t=0)
     bot.wait_log("REJECTED")
     buy_signal(fake, 1010, t=1000)                       # during the pause
-    bot.wait_log("skipped: REST rate limit")
+    bot.wait_log("not followed: REST rate budget")
     assert len(fake.received.orders) == 1
     for i in range(2, 30):                               # after the pause, orders resume
         buy_signal(fake, 1000 + 10 * i, t=1000 * i)
@@ -203,7 +203,7 @@ def test_silent_feed_is_reported_and_its_level_not_traded(fake, run_bot):
     bot = run_bot("--stale-seconds", "0.5", "--debug")
     level_t = arm(fake, 1000, t=0)
     bot.wait_log("no quotes for MU for", after="level MU 10.00/10.01 armed")
-    fake.push(trade(SYMBOL, 1001, 100, at(level_t + 60)))
+    fake.push(trade(SYMBOL, 1001, PRINT, at(level_t + AFTER_MS)))
     assert sentinel(fake, 0) == []
     assert limit_cents(fake.received.orders[0]) == 9001
     stop_cleanly(bot)

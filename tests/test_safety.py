@@ -14,7 +14,7 @@ import pytest
 import tick_taker as tt
 from sim.alpaca import SECRET_KEY, FillPolicy, quote
 from sim.bot import Bot, clean_env
-from tests.helpers import (SYMBOL, assert_clean, assert_in_step, at, buy_signal, summary,
+from tests.helpers import (HEAVY, LIGHT, SYMBOL, assert_clean, assert_in_step, at, buy_signal, summary,
                            stop_cleanly)
 
 ACCOUNT = ("GET", "/v2/account")
@@ -43,9 +43,23 @@ def test_endpoint_other_than_paper_without_live_sends_nothing(fake, run_bot):
     assert fake.received.data_connections == fake.received.trading_connections == 0
 
 
-def test_with_live_the_bot_runs_and_warns_prominently(fake, bot):
-    """With --live it logs a prominent warning, and trades."""
-    assert "*** LIVE TRADING with real money" in bot.output()
+def test_with_live_a_live_endpoint_is_announced_prominently(monkeypatch, caplog):
+    """With --live it says `*** LIVE TRADING with real money ***` at start-up."""
+    for name in ("APCA_API_BASE_URL", "APCA_API_STREAM_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("APCA_API_KEY_ID", "AKLIVE")
+    monkeypatch.setenv("APCA_API_SECRET_KEY", "s")
+    with caplog.at_level(logging.INFO, logger="tick_taker"):
+        assert tt.live_gate(tt.make_config(tt.parse_args([])), live=True)
+    assert "*** LIVE TRADING with real money" in caplog.text and tt.LIVE_URL in caplog.text
+
+
+def test_with_live_the_simulator_is_named_as_such_and_trades(fake, bot):
+    """On the simulator (a server on this machine) the bot says so instead of LIVE
+    TRADING, and trades."""
+    out = bot.output()
+    assert "a server on this machine" in out and "simulated Alpaca" in out
+    assert "LIVE TRADING" not in out
     buy_signal(fake, 1000, t=0)
     bot.wait_log("FILL BUY 100")
     assert_in_step(fake, stop_cleanly(bot), 0)
@@ -107,10 +121,10 @@ def test_loss_limit_in_a_falling_market_sells_out_and_stops(fake, run_bot):
     bot = run_bot("--max-loss", "5")
     buy_signal(fake, 1000, t=0)                          # 100 bought at 10.01
     bot.wait_log("FILL BUY 100")
-    fake.push(quote(SYMBOL, 998, 999, 5000, 300, at(500)))          # -3: still inside
+    fake.push(quote(SYMBOL, 998, 999, HEAVY, LIGHT, at(500)))          # -3: still inside
     time.sleep(0.3)
     assert bot.proc.poll() is None
-    fake.push(quote(SYMBOL, 995, 996, 5000, 300, at(600)))          # -6: past -5
+    fake.push(quote(SYMBOL, 995, 996, HEAVY, LIGHT, at(600)))          # -6: past -5
     assert bot.wait_exit() == tt.EXIT_LOSS_LIMIT
     out = bot.output()
     assert "LOSS LIMIT: this run's P&L -$6.00 reached -$5.00 (--max-loss)" in out
@@ -133,7 +147,7 @@ def test_loss_limit_cancels_open_orders_before_selling(fake, run_bot):
     bot.wait_log("refused")
     fake.faults.clear()
     fake.default_policy = FillPolicy()
-    fake.push(quote(SYMBOL, 995, 996, 5000, 300, at(5000)))
+    fake.push(quote(SYMBOL, 995, 996, HEAVY, LIGHT, at(5000)))
     assert bot.wait_exit(timeout=15) == tt.EXIT_LOSS_LIMIT
     assert [o["type"] for o in fake.received.orders] == ["limit", "limit", "market"]
     assert fake.open_orders() == [] and fake.position_qty(SYMBOL) == 0

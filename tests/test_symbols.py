@@ -8,7 +8,7 @@ import time
 import pytest
 
 from sim.alpaca import quote, trade
-from tests.helpers import (arm, assert_clean, at, buy_signal, limit_cents, sell_signal,
+from tests.helpers import (AFTER_MS, HEAVY, LIGHT, PRINT, arm, assert_clean, at, buy_signal, limit_cents, sell_signal,
                            sentinel, start_bot, stop_cleanly)
 
 SYMBOLS = ("MU", "AMD", "SNAP")
@@ -55,11 +55,11 @@ def test_signals_on_each_symbol_are_independent(fake, three):
     bot = three(quantity=500)
     arm(fake, 1000, t=0, symbol="MU")                    # MU armed at 10.00/10.01
     level_t = arm(fake, 5000, t=0, symbol="AMD")         # AMD armed at 50.00/50.01
-    fake.push(trade("AMD", 5001, 100, at(level_t + 60)),  # AMD follows ...
-              trade("AMD", 5001, 100, at(level_t + 70)),  # ... once per level
-              trade("SNAP", 1001, 100, at(level_t + 80)))  # SNAP has no level: nothing
+    fake.push(trade("AMD", 5001, PRINT, at(level_t + AFTER_MS)),  # AMD follows ...
+              trade("AMD", 5001, PRINT, at(level_t + AFTER_MS + 10)),  # ... once per level
+              trade("SNAP", 1001, PRINT, at(level_t + AFTER_MS + 20)))  # SNAP has no level: nothing
     fake.wait_orders(1)
-    fake.push(trade("MU", 1001, 100, at(level_t + 90)))  # MU's level is still armed
+    fake.push(trade("MU", 1001, PRINT, at(level_t + AFTER_MS + 30)))  # MU's level is still armed
     fake.wait_orders(2)
     orders = sentinel(fake, 2, t=5000)                   # nothing else was sent
     assert [(o["symbol"], limit_cents(o)) for o in orders] == [("AMD", 5001), ("MU", 1001)]
@@ -94,7 +94,7 @@ def test_data_drop_resubscribes_every_symbol(fake, three):
     fake.drop_data_stream()
     fake.wait_until(lambda: fake.received.data_connections == 2
                     and all(fake.subscribed(s) for s in SYMBOLS), "all symbols resubscribed")
-    fake.push(quote("AMD", 1001, 1002, 900, 300, at(100)), trade("AMD", 1002, 100, at(200)))
+    fake.push(quote("AMD", 1001, 1002, HEAVY, LIGHT, at(100)), trade("AMD", 1002, PRINT, at(100 + AFTER_MS)))
     buy_signal(fake, 3000, t=1000, symbol="SNAP")        # a fresh level trades
     [order] = fake.wait_orders(1)
     assert (order["symbol"], limit_cents(order)) == ("SNAP", 3001)
@@ -128,13 +128,13 @@ def test_quiet_symbol_is_not_a_dead_stream(fake, three):
     level_t = arm(fake, 5000, t=0, symbol="AMD")
     deadline = time.monotonic() + 3
     while "no quotes for MU" not in bot.output() and time.monotonic() < deadline:
-        fake.push(quote("AMD", 5000, 5001, 900, 300, at(level_t + 1)))    # AMD stays alive
+        fake.push(quote("AMD", 5000, 5001, HEAVY, LIGHT, at(level_t + 1)))    # AMD stays alive
         time.sleep(0.1)
     out = bot.output()
     assert "no quotes for MU" in out and "no quotes for AMD" not in out
     assert "no quotes for any symbol" not in out
-    fake.push(trade("MU", 1001, 100, at(level_t + 60)),      # MU: its level was forgotten
-              trade("AMD", 5001, 100, at(level_t + 60)))     # AMD: still armed, at its level
+    fake.push(trade("MU", 1001, PRINT, at(level_t + AFTER_MS)),      # MU: its level was forgotten
+              trade("AMD", 5001, PRINT, at(level_t + AFTER_MS)))     # AMD: still armed, at its level
     fake.wait_orders(1)
     [order] = sentinel(fake, 1, t=5000)                  # nothing else was sent
     assert order["symbol"] == "AMD"
