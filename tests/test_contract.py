@@ -106,6 +106,7 @@ def test_bot_follows_prints_of_at_least_100_shares(fake, bot, size, sent):
 
 def test_bot_logs_the_imbalance_that_decided_an_order(fake, bot):
     """BUY 100 MU @ 10.01 (level n, bid 900 > 1.8x300): the log says why."""
+    assert decide_on(900, 300) == "buy", PINNED
     fake.push(quote(SYMBOL, 999, 1000, 100, 100, at(0)),
               quote(SYMBOL, 1000, 1001, 900, 300, at(1)), trade(SYMBOL, 1001, 100, at(61)))
     fake.wait_orders(1)
