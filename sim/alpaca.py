@@ -966,9 +966,9 @@ class FakeAlpaca:
 
     def wait_ready(self, symbol: str, timeout: float = WAIT_S) -> None:
         """Until a client listens to trade_updates and is subscribed to the
-        symbol's quotes and trades."""
+        symbol's quotes and trades (or a watcher says it never will)."""
         self.wait_until(lambda: self.listening and self.subscribed(symbol),
-                        f"the bot to subscribe to {symbol} and listen", timeout)
+                        f"the bot to subscribe to {symbol} and listen", timeout, self.hopeless)
 
     def wait_orders(self, n: int, timeout: float = WAIT_S, sign: Optional[str] = None) -> list[dict]:
         """Until at least n orders were POSTed; return all of them. Fails at

@@ -5,17 +5,45 @@ real command line and environment, pointed at the simulated Alpaca.
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tick_taker.py"
 WAIT_S = 10.0
+
+
+def load_rules(script: Path) -> ModuleType:
+    """A copy of tick_taker.py (a fork, say) imported as a module of its own,
+    so the tools count its signals with its own rule; tick_taker itself for
+    the one at the root. The script runs nothing on import (its main() is
+    behind `if __name__ == "__main__"`)."""
+    script = Path(script).resolve()
+    if script == SCRIPT:
+        import tick_taker
+        return tick_taker
+    name = "tick_taker_" + hashlib.sha1(str(script).encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, script)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"{script} is not a Python script")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module          # dataclasses look their module up while it loads
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -37,6 +65,7 @@ class Bot:
         self.proc = subprocess.Popen([*command, *args], cwd=cwd, env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
+        self.ended = False            # stopped, killed or awaited on purpose: no surprise
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -58,7 +87,7 @@ class Bot:
     def why_stuck(self, sign: Optional[str] = None) -> Optional[str]:
         """Why an order awaited from this bot cannot come: it exited, or it
         logged `sign` (say, why it did not follow a signal); None while it may."""
-        if (code := self.proc.poll()) is not None:
+        if not self.ended and (code := self.proc.poll()) is not None:
             return f"the bot exited with code {code}; its output:\n{self.output()}"
         if sign:
             out = self.output()
@@ -68,6 +97,7 @@ class Bot:
         return None
 
     def wait_exit(self, timeout: float = WAIT_S) -> int:
+        self.ended = True
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -80,6 +110,7 @@ class Bot:
         return self.wait_exit(timeout)
 
     def kill(self) -> None:
+        self.ended = True
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(WAIT_S)

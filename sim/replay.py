@@ -5,6 +5,7 @@ Alpaca, and report what the rules found and what the bot did.
     python -m sim.replay --symbol SNAP --date yesterday    # Alpaca's history: download, replay
     python -m sim.replay --symbol SNAP,MU --date 2026-11-17..2026-11-27 --feed iex
     python -m sim.replay --data my-day.csv.gz              # a tape file (sim/data/README.md)
+    python -m sim.replay --bot ../my-fork/tick_taker.py    # any copy of the bot, unmodified
 
 Data: with no arguments, one real hour of MSFT (sim/data); with --symbol
 and --date, Alpaca's historical quotes and trades (sim/history.py: the
@@ -40,10 +41,10 @@ from typing import Optional
 import tick_taker as tt
 from sim import history
 from sim.alpaca import FakeAlpaca, FillPolicy
-from sim.bot import Bot, clean_env
-from sim.report import (Outcome, analyse, chart, could_trigger, day_row, range_table,
-                        read_journal, report, tape_books)
-from sim.tape import Tape
+from sim.bot import SCRIPT, Bot, clean_env, load_rules
+from sim.report import (JournalRun, Outcome, analyse, chart, could_trigger, day_row,
+                        range_table, read_journal, report, tape_books)
+from sim.tape import Tape, TapeError
 
 DATA = Path(__file__).resolve().parent / "data" / "msft_2012-06-21.csv.gz"
 SOURCE = "LOBSTER sample, level 1 rebuilt from messages"
@@ -56,14 +57,19 @@ class RunResult:
     bot_output: str
     exit_code: int
     seconds: float
+    journal: JournalRun                   # the run as the bot recorded it
 
 
 def run(tape: Tape, speed: Optional[float], quantity: int, latency_ms: float,
-        out: Path, progress: bool = True, extra: tuple[str, ...] = ()) -> RunResult:
-    """Start the simulated Alpaca and the real bot, replay the tape, stop the
-    bot with one SIGINT; the orders and fills of each symbol."""
+        out: Path, progress: bool = True, extra: tuple[str, ...] = (),
+        bot_script: Path = SCRIPT, feed: str = "sip") -> RunResult:
+    """Start the simulated Alpaca and the real bot (`bot_script`: tick_taker.py
+    or any copy of it, unmodified), replay the tape, stop the bot with one
+    SIGINT; the orders and fills of each symbol. `feed`: where the data came
+    from, passed to the bot as its --feed."""
     out.mkdir(parents=True, exist_ok=True)
     symbols = tape.symbols
+    rules = load_rules(bot_script)        # the replay waits where *this* bot's rule may act
     fake = FakeAlpaca().start()
     # An order is matched the moment it arrives, before Alpaca's reply: its
     # fills never race its own cancel.
@@ -71,11 +77,17 @@ def run(tape: Tape, speed: Optional[float], quantity: int, latency_ms: float,
     # The simulated Alpaca is not Alpaca's paper endpoint: --live. The hour
     # plays in seconds: the REST rate (per wall-clock minute) is lifted.
     bot = Bot(["--symbol", ",".join(symbols), "--quantity", str(quantity), "--debug", "--live",
-               "--rest-rate", "1000000", *extra], clean_env(**fake.env()), out)
+               "--rest-rate", "1000000", "--feed", feed, *extra], clean_env(**fake.env()), out,
+              command=[sys.executable, str(Path(bot_script).resolve())])
+    fake.watchers.append(bot.why_stuck)
     try:
         for symbol in symbols:
-            fake.wait_ready(symbol, timeout=30)
-        triggers = could_trigger(tape) if speed is None else (frozenset(), {})
+            try:
+                fake.wait_ready(symbol, timeout=30)
+            except AssertionError:
+                raise tt.FatalError(f"the bot {bot_script} did not start; its log:\n"
+                                    f"{bot.output()}") from None
+        triggers = could_trigger(tape, rules) if speed is None else (frozenset(), {})
         started = time.monotonic()
         job = asyncio.run_coroutine_threadsafe(
             fake.replay(tape, speed, latency_ms, triggers), fake._loop)
@@ -101,8 +113,8 @@ def run(tape: Tape, speed: Optional[float], quantity: int, latency_ms: float,
                              if sym == s]) for s in symbols}
         # What the bot did: as the bot itself recorded it (the run just ended is
         # the journal's last).
-        outcomes = read_journal(out / tt.DEFAULT_JOURNAL).outcomes
-        return RunResult(outcomes, books, bot.output(), code, seconds)
+        journal = read_journal(out / tt.DEFAULT_JOURNAL)
+        return RunResult(journal.outcomes, books, bot.output(), code, seconds, journal)
     finally:
         bot.kill()
         fake.stop()
@@ -115,23 +127,33 @@ def _bar(total: int, progress: bool):
     return tqdm(total=total, unit="ev", unit_scale=True, desc="replaying", leave=False)
 
 
-def replay_tape(tape: Tape, source: str, args: argparse.Namespace, out: Path) -> list:
-    """Replay one tape; print and write its report and chart; its day row."""
-    counts = analyse(tape)
-    result = run(tape, args.speed, args.quantity, args.latency_ms, out, not args.quiet)
+def replay_tape(tape: Tape, source: str, args: argparse.Namespace, out: Path,
+                feed: str = "sip", quiet: bool = False) -> tuple[list, RunResult]:
+    """Replay one tape through args.bot; write its report and chart (and print
+    them unless `quiet`); its day row, and the run."""
+    counts = analyse(tape, load_rules(args.bot))
+    result = run(tape, args.speed, args.quantity, args.latency_ms, out, not args.quiet,
+                 bot_script=args.bot, feed=feed)
     how = ("as fast as the bot keeps up" if args.speed is None else
            f"real time x {args.speed:g}") + (f", order latency {args.latency_ms:g} ms, "
                                              f"--quantity {args.quantity}, {result.seconds:.1f} s")
+    if args.bot.resolve() != SCRIPT:
+        how += f", bot {args.bot}"
     summary = [line.split("INFO", 1)[1].strip() for line in result.bot_output.splitlines()
                if "SUMMARY" in line and "INFO" in line] or ["(no summary: see bot.log)"]
-    text = report(tape, counts, result.outcomes, source, how, summary, result.exit_code)
-    print(text)
+    text = report(tape, counts, result.outcomes, source, how, summary, result.exit_code,
+                  result.journal.signals)
+    journal = out / tt.DEFAULT_JOURNAL
+    text += (f"\n\nThis run in the bot's journal: python -m sim.report --journal {journal} "
+             f"--run {result.journal.run['run_id']}")
     (out / "report.txt").write_text(text + "\n")
     chart(tape_books(tape), result.outcomes, (tape.times[0], tape.times[-1]), out / "chart.png",
           f"tick-taker replay: {source}")
-    print(f"\nwrote {out / 'report.txt'}, {out / 'chart.png'} and {out / 'bot.log'}\n")
+    if not quiet:
+        print(text)
+        print(f"\nwrote {out / 'report.txt'}, {out / 'chart.png'} and {out / 'bot.log'}\n")
     day = dt.datetime.fromtimestamp(tape.times[0] / 1e9, history.ET).date().isoformat()
-    return day_row(day, tape, counts, result.outcomes) + [result.exit_code]
+    return day_row(day, tape, counts, result.outcomes) + [result.exit_code], result
 
 
 def dates(text: str) -> tuple[Optional[dt.date], Optional[dt.date]]:
@@ -170,10 +192,28 @@ def speed_arg(text: str) -> Optional[float]:
     return value
 
 
-def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+def positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive number")
+    return value
+
+
+def latency(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 0 or more milliseconds")
+    return value
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """The flags that choose the data and how it is replayed (shared with sim.compare)."""
     p.add_argument("--symbol", type=tt.symbols, help="symbol(s) to download: SNAP or SNAP,MU")
     p.add_argument("--date", type=dates, metavar="DATE",
                    help="YYYY-MM-DD, FIRST..LAST (every trading day between), or yesterday")
@@ -187,30 +227,50 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                    help="where downloads are kept (default: your cache directory)")
     p.add_argument("--speed", type=speed_arg, default=None,
                    help="'max' (default: as fast as the bot keeps up) or N for real time x N")
-    p.add_argument("--minutes", type=float, help="replay only the first N minutes")
+    p.add_argument("--minutes", type=positive, help="replay only the first N minutes")
     p.add_argument("--quantity", type=tt.lots, default=500, help="the bot's --quantity (500)")
-    p.add_argument("--latency-ms", type=float, default=5.0,
+    p.add_argument("--latency-ms", type=latency, default=5.0,
                    help="order latency in market time before matching (default 5)")
-    p.add_argument("--out", type=Path, default=Path("replay-report"),
-                   help="folder for report.txt, chart.png and bot.log (default replay-report)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
+
+
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     if args.data and (args.symbol or args.date):
         p.error("--data replays a file: leave out --symbol and --date")
     if bool(args.symbol) != bool(args.date):
         p.error("--symbol and --date go together (or neither: the bundled hour)")
     if (args.start or args.end) and not args.date:
         p.error("--start and --end choose a window of --date")
+    if args.start and args.end and args.end <= args.start:
+        p.error(f"--end {args.end:%H:%M} is not after --start {args.start:%H:%M}")
+    if args.data and not args.data.is_file():
+        p.error(f"--data {args.data}: no such file")
+    return args
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m sim.replay", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    add_data_args(p)
+    p.add_argument("--bot", type=Path, default=SCRIPT, metavar="SCRIPT",
+                   help="the bot to replay: any copy of tick_taker.py, run unmodified "
+                   "(default: the tick_taker.py beside sim/)")
+    p.add_argument("--out", type=Path, default=Path("replay-report"),
+                   help="folder for report.txt, chart.png and bot.log (default replay-report)")
+    args = check_args(p, p.parse_args(argv))
+    if not args.bot.is_file():
+        p.error(f"--bot {args.bot}: no such file")
     return args
 
 
 def tapes(args: argparse.Namespace):
-    """(tape, source, out folder) for each replay the arguments ask for."""
+    """(tape, source, out folder, feed) for each replay the arguments ask for."""
     if args.data:
-        yield Tape(args.data, args.minutes), f"file {args.data.name}", args.out
+        yield Tape(args.data, args.minutes), f"file {args.data.name}", args.out, args.feed
         return
     if not args.symbol:
-        yield Tape(DATA, args.minutes), f"MSFT, {SOURCE}", args.out
+        yield Tape(DATA, args.minutes), f"MSFT, {SOURCE}", args.out, "sip"
         return
     rest = history.connect()
     first, last = args.date
@@ -223,16 +283,16 @@ def tapes(args: argparse.Namespace):
         out = args.out if len(days) == 1 else args.out / s.day.isoformat()
         yield (Tape(path, args.minutes),
                f"Alpaca {args.feed.upper()} history, {s.day} {s.start:%H:%M}-{s.end:%H:%M} ET",
-               out)
+               out, args.feed)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     rows = []
     try:
-        for tape, source, out in tapes(args):
-            rows.append(replay_tape(tape, source, args, out))
-    except (history.HistoryError, tt.FatalError) as exc:
+        for tape, source, out, feed in tapes(args):
+            rows.append(replay_tape(tape, source, args, out, feed)[0])
+    except (history.HistoryError, tt.FatalError, TapeError) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

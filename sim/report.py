@@ -20,6 +20,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from types import ModuleType
 from typing import Optional
 from zoneinfo import ZoneInfo
 
@@ -39,30 +40,31 @@ class RuleCounts:
     signals: dict = field(default_factory=lambda: {"buy": [], "sell": []})   # (t, cents)
 
 
-def print_of(e: tuple) -> Optional[tt.Trade]:
+def print_of(e: tuple, rules: ModuleType = tt) -> Optional[tt.Trade]:
     """A tape trade as the bot sees it, or None for a sub-penny print (which
     is at neither the bid nor the ask, and never reaches the rules)."""
     if e[3] % 100:
         return None
-    return tt.Trade(e[3] // 100, e[4], e[1], list(e[5]) if e[5] else None)
+    return rules.Trade(e[3] // 100, e[4], e[1], list(e[5]) if e[5] else None)
 
 
-def analyse(tape: Tape) -> dict[str, RuleCounts]:
-    """Run the bot's own Quote and follow() over the tape, one symbol at a
-    time, with unlimited room (a position that can always buy and sell), so
-    every signal counts once."""
+def analyse(tape: Tape, rules: ModuleType = tt) -> dict[str, RuleCounts]:
+    """Run the bot's own Quote and follow() (from `rules`: tick_taker, or a
+    fork of it) over the tape, one symbol at a time, with unlimited room (a
+    position that can always buy and sell): every armed level's first signal
+    sends an order and disarms it, so each counts once."""
     state: dict[str, tuple[tt.Quote, tt.Position]] = {}
     counts = {s: RuleCounts() for s in tape.symbols}
     for e in tape.events:
         if e[2] not in state:
-            room = tt.Position(10 ** 12)
+            room = rules.Position(10 ** 12)
             room.held = 10 ** 9
-            state[e[2]] = (tt.Quote(), room)
+            state[e[2]] = (rules.Quote(), room)
         quote, room = state[e[2]]
         if e[0] == "q":
             quote.on_quote(e[3] // 100, e[4] // 100, e[5], e[6], e[1])
-        elif (trade := print_of(e)) is not None:
-            decision = tt.follow(quote, room, trade, blocked=None, reserve=lambda: True)
+        elif (trade := print_of(e, rules)) is not None:
+            decision = rules.follow(quote, room, trade, blocked=None, reserve=lambda: True)
             if decision is not None and decision.intent is not None:
                 counts[e[2]].signals[decision.side].append((e[1], decision.intent.limit_cents))
     for symbol, (quote, _) in state.items():
@@ -71,7 +73,8 @@ def analyse(tape: Tape) -> dict[str, RuleCounts]:
     return counts
 
 
-def could_trigger(tape: Tape) -> tuple[frozenset[int], dict[int, tuple[str, int]]]:
+def could_trigger(tape: Tape, rules: ModuleType = tt
+                  ) -> tuple[frozenset[int], dict[int, tuple[str, int]]]:
     """The events (by index) at which the bot may send an order: (likely, all).
 
     Likely: the signals the rules find with unlimited room (the first print
@@ -85,19 +88,20 @@ def could_trigger(tape: Tape) -> tuple[frozenset[int], dict[int, tuple[str, int]
     likely ones."""
     quotes: dict[str, tt.Quote] = {}
     armed: dict[str, tt.Quote] = {}
-    room = tt.Position(10 ** 12)
+    room = rules.Position(10 ** 12)
     room.held = 10 ** 9
     likely: list[int] = []
     possible: dict[int, tuple[str, int]] = {}
     for i, e in enumerate(tape.events):
-        quote = quotes.setdefault(e[2], tt.Quote())
-        first = armed.setdefault(e[2], tt.Quote())
+        quote = quotes.setdefault(e[2], rules.Quote())
+        first = armed.setdefault(e[2], rules.Quote())
         if e[0] == "q":
             quote.on_quote(e[3] // 100, e[4] // 100, e[5], e[6], e[1])
             first.on_quote(e[3] // 100, e[4] // 100, e[5], e[6], e[1])
-        elif (trade := print_of(e)) is not None and tt.decide(quote, room, trade) is not None:
+        elif ((trade := print_of(e, rules)) is not None
+              and rules.decide(quote, room, trade) is not None):
             possible[i] = (e[2], quote.level_changes)
-            if tt.follow(first, room, trade, blocked=None, reserve=lambda: True) is not None:
+            if rules.follow(first, room, trade, blocked=None, reserve=lambda: True) is not None:
                 likely.append(i)
     return frozenset(likely), possible
 
@@ -164,7 +168,7 @@ def rules_table(tape: Tape, counts: dict[str, RuleCounts]) -> list[str]:
     if len(rows) > 1:
         rows.append(["total", f"{totals[0]:,}", f"{totals[1]:,}", str(totals[2]), str(totals[3]),
                      pct(*totals[4]), pct(*totals[5])])
-    return table(["symbol", "level changes", "armed", "buy signals", "sell signals",
+    return table(["symbol", "level changes", "armed", "levels signalled: buy", "sell",
                   "mid their way 1 s", "10 s"], rows)
 
 
@@ -211,13 +215,17 @@ def window(tape: Tape) -> str:
 
 
 def report(tape: Tape, counts: dict[str, RuleCounts], outcomes: dict[str, Outcome],
-           source: str, how: str, bot_summary: list[str], exit_code: int) -> str:
-    """The text report of one replayed tape."""
+           source: str, how: str, bot_summary: list[str], exit_code: int,
+           signals: Optional[list[dict]] = None) -> str:
+    """The text report of one replayed tape; `signals`: the bot's journal's."""
     lines = [f"Replay of {', '.join(tape.symbols)}, {window(tape)} ({source})",
              f"  {len(tape.events):,} events ({tape.quote_count():,} quotes), {how}", "",
              "What the rules find in the data (identical every run; unlimited room to buy "
-             "and sell):", *rules_table(tape, counts), "",
-             "What the bot did (its journal; P&L before fees):",
+             "and sell):", *rules_table(tape, counts),
+             "  (a level is signalled once: its first signal, whose order disarms it)", ""]
+    if signals is not None:
+        lines += ["The bot's own signals (its journal):", *signals_table(signals), ""]
+    lines += ["What the bot did (its journal; P&L before fees):",
              *bot_table(last_mids(tape), outcomes), ""]
     lines += ["The bot's own summary:", *(f"  {line}" for line in bot_summary),
               f"Exit code: {exit_code}"]
@@ -252,6 +260,41 @@ def tape_books(tape: Tape) -> dict[str, tuple[list[int], list[tuple[int, int, in
     return {s: tape.books(s) for s in tape.symbols}
 
 
+def book_marks(books: dict[str, tuple[list[int], list]]) -> list[tuple[int, str, Fraction]]:
+    """(time, symbol, mid in cents) at each (sampled) quote: what P&L is marked at."""
+    marks = []
+    for symbol, (times, levels) in books.items():
+        step = max(1, len(times) // 20000)
+        marks += [(t, symbol, Fraction(b[0] + b[1], 2))
+                  for t, b in zip(times[::step], levels[::step])]
+    return sorted(marks)
+
+
+def pnl_curve(marks: list[tuple[int, str, Fraction]],
+              outcomes: dict[str, Outcome]) -> list[tuple[int, float]]:
+    """The run's P&L over time, all symbols, in dollars: realized (average
+    cost) plus what is held marked to its symbol's mid, at each mark."""
+    fills = sorted((t, s, side, n, p) for s, o in outcomes.items()
+                   for t, side, n, p in o.executions)
+    state = {s: [0, Fraction(0), Fraction(0), Fraction(0)]       # held, cost, realized, mid
+             for s in {*outcomes, *(m[1] for m in marks)}}
+    points, i = [], 0
+    for t, symbol, mid in marks:
+        while i < len(fills) and fills[i][0] <= t:
+            _, s, side, n, p = fills[i]
+            held, cost, real, _ = state[s]
+            if side == "buy":
+                state[s][0:2] = [held + n, cost + n * p]
+            else:
+                avg = cost / held if held else Fraction(0)
+                state[s][0:3] = [held - n, cost - n * avg, real + n * (p - avg)]
+            i += 1
+        state[symbol][3] = mid
+        total = sum(real + held * m - cost for held, cost, real, m in state.values())
+        points.append((t, float(total) / 100))
+    return points
+
+
 def chart(books: dict[str, tuple[list[int], list]], outcomes: dict[str, Outcome],
           span: tuple[int, int], path: Path, title: str) -> None:
     """Each symbol's mid (steps) in its bid/ask band with the bot's fills and
@@ -268,9 +311,9 @@ def chart(books: dict[str, tuple[list[int], list]], outcomes: dict[str, Outcome]
 
     symbols = sorted(books)
     ratios = [r for _ in symbols for r in (3, 1)] + [1.2]
+    marks = book_marks(books)                            # (t, symbol, mid) for the P&L
     fig, axes = plt.subplots(len(ratios), 1, figsize=(12, 2.2 * len(ratios) + 1), sharex=True,
                              gridspec_kw={"height_ratios": ratios})
-    marks: list[tuple[int, str, Fraction]] = []          # (t, symbol, mid) for the P&L
     for k, symbol in enumerate(symbols):
         top, low = axes[2 * k], axes[2 * k + 1]
         times, levels = books[symbol]
@@ -279,7 +322,6 @@ def chart(books: dict[str, tuple[list[int], list]], outcomes: dict[str, Outcome]
         bids = [b[0] / 100 for b in levels[::step]]
         asks = [b[1] / 100 for b in levels[::step]]
         mids = [(b + a) / 2 for b, a in zip(bids, asks)]
-        marks += [(t, symbol, Fraction(b[0] + b[1], 2)) for t, b in zip(times[::step], levels[::step])]
         top.fill_between(ts, bids, asks, step="post", color="0.85", label="bid/ask")
         top.step(ts, mids, where="post", lw=0.6, color="0.3", label="mid")
         out = outcomes.get(symbol, Outcome([], []))
@@ -298,23 +340,7 @@ def chart(books: dict[str, tuple[list[int], list]], outcomes: dict[str, Outcome]
         low.step(*zip(*steps), where="post", color="tab:blue")
         low.set_ylabel("position")
     # The run's P&L (all symbols), marked to each symbol's mid, over time.
-    fills = sorted((t, s, side, n, p) for s, o in outcomes.items()
-                   for t, side, n, p in o.executions)
-    state = {s: [0, Fraction(0), Fraction(0), Fraction(0)] for s in symbols}  # held cost real mid
-    points, i = [], 0
-    for t, symbol, mid in sorted(marks):
-        while i < len(fills) and fills[i][0] <= t:
-            _, s, side, n, p = fills[i]
-            held, cost, real, _ = state[s]
-            if side == "buy":
-                state[s][0:2] = [held + n, cost + n * p]
-            else:
-                avg = cost / held if held else Fraction(0)
-                state[s][0:3] = [held - n, cost - n * avg, real + n * (p - avg)]
-            i += 1
-        state[symbol][3] = mid
-        total = sum(real + held * m - cost for held, cost, real, m in state.values())
-        points.append((when(t), float(total) / 100))
+    points = [(when(t), dollars) for t, dollars in pnl_curve(marks, outcomes)]
     bottom = axes[-1]
     if points:
         bottom.step(*zip(*points), where="post", color="tab:purple")
@@ -393,7 +419,9 @@ def signals_table(signals: list[dict]) -> list[str]:
                      f"{sum(s['side'] == 'sell' for s in mine)})", str(len(sent)),
                      ", ".join(f"{k}: {v}" for k, v in sorted(why.items())) or "-", *ways])
     return table(["symbol", "signals (buy/sell)", "orders", "not sent, why",
-                  "mid their way 1 s", "10 s"], rows)
+                  "mid their way 1 s", "10 s"], rows) + [
+        "  (a signal: a print the rule follows; while no order goes, its level stays armed "
+        "and the next print may signal again)"]
 
 
 def journal_report(jr: JournalRun) -> str:
@@ -429,7 +457,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--run", metavar="RUN_ID", help="this run (its id is in the log)")
     which.add_argument("--last", action="store_true", help="the last run started (the default)")
-    p.add_argument("--out", type=Path, default=Path("."), help="where the chart goes (here)")
+    p.add_argument("--out", type=Path, help="where the chart goes (default: beside the journal)")
     args = p.parse_args(argv)
     if not args.journal.exists():
         print(f"report: no journal at {args.journal}", file=sys.stderr)
@@ -443,8 +471,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     times = [s["exchange_ns"] for s in jr.signals] + [
         t for o in jr.outcomes.values() for t, *_ in o.executions]
     if times:
-        args.out.mkdir(parents=True, exist_ok=True)
-        path = args.out / f"chart-{jr.run['run_id']}.png"
+        out = args.out or args.journal.parent
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"chart-{jr.run['run_id']}.png"
         chart(journal_books(jr), jr.outcomes, (min(times), max(times)), path,
               f"tick-taker run {jr.run['run_id']} ({jr.run['symbols']})")
         print(f"\nwrote {path}")

@@ -61,6 +61,11 @@ def write(path: Path, events: Iterable[Event], comment: str = "",
     return n
 
 
+class TapeError(ValueError):
+    """A tape file that cannot be read: missing, not gzip, or a line that is
+    not an event of the format."""
+
+
 class Tape:
     """A tape file, loaded: the events, and each symbol's book over time."""
 
@@ -69,7 +74,18 @@ class Tape:
         self.times: list[int] = []
         self._quote_times: dict[str, list[int]] = {}
         self._books: dict[str, list[tuple[int, int, int, int]]] = {}    # cents, shares
-        with _open(Path(path), "r") as f:
+        try:
+            with _open(Path(path), "r") as f:
+                self._load(f, minutes, path)
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
+            raise TapeError(f"cannot read the tape {path}: "
+                            f"{getattr(exc, 'strerror', None) or exc}") from None
+        if not self.events:
+            raise TapeError(f"the tape {path} holds no events")
+
+    def _load(self, f, minutes: Optional[float], path: str | Path) -> None:
+        row: list = []
+        try:
             for row in csv.reader(line for line in f if not line.startswith("#")):
                 kind, t, symbol, *values = row
                 t = int(t)
@@ -81,10 +97,17 @@ class Tape:
                     self._quote_times.setdefault(symbol, []).append(t)
                     self._books.setdefault(symbol, []).append(
                         (bid // 100, ask // 100, bid_size, ask_size))
-                else:
+                elif kind == "t":
                     price, size, conditions = values
                     self.events.append(("t", t, symbol, int(price), int(size), conditions))
+                else:
+                    raise ValueError(kind)
                 self.times.append(t)
+        except (ValueError, csv.Error):
+            raise TapeError(f"{path}: {','.join(row)[:80]!r} is not a tape event (the "
+                            "format: sim/data/README.md)") from None
+        if any(a > b for a, b in zip(self.times, self.times[1:])):
+            raise TapeError(f"{path}: the events are not in time order")
 
     @property
     def symbols(self) -> list[str]:

@@ -4,9 +4,14 @@ test_contract.py)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from sim import replay
+import pytest
+
+from sim import compare, replay
+from sim.bot import SCRIPT
 from sim.report import analyse
+from sim.report import main as report_main
 from sim.tape import Tape
 
 
@@ -49,5 +54,84 @@ def test_the_same_replay_gives_the_same_orders_and_fills_every_run(tmp_path):
         report = (tmp_path / run / "report.txt").read_text()
         log = (tmp_path / run / "bot.log").read_text()
         fills = re.findall(r"FILL (?:BUY|SELL) \d+ MSFT @ \d+\.\d\d.*?position [+-]\d+\)", log)
-        did.append((report.split("What the bot did", 1)[1], re.findall(r"SUMMARY.*", log), fills))
+        did_text = report.split("What the bot did", 1)[1].split("This run in", 1)[0]
+        did.append((did_text, re.findall(r"SUMMARY.*", log), fills))
     assert did[0][2] and did[0] == did[1]
+
+
+def test_replay_log_says_simulator_not_live_and_names_its_journal(tmp_path):
+    """On the simulator the bot says so (never LIVE TRADING), takes the data's feed
+    (no IEX warning on Nasdaq data), and the report gives the sim.report command
+    for the run (README, "See what it would have done")."""
+    assert replay.main(["--minutes", "1", "--quiet", "--out", str(tmp_path)]) == 0
+    log = (tmp_path / "bot.log").read_text()
+    assert "simulated Alpaca" in log and "LIVE TRADING" not in log and "feed iex" not in log
+    report = (tmp_path / "report.txt").read_text()
+    command = re.search(r"python -m sim\.report --journal (\S+) --run (\w+)", report)
+    assert command and Path(command[1]) == tmp_path / "tick-taker.db"
+    assert report_main(["--journal", command[1], "--run", command[2]]) == 0
+    assert (tmp_path / f"chart-{command[2]}.png").exists()      # beside the journal
+
+
+def fork(tmp_path: Path, line: str, name: str = "mine.py") -> Path:
+    """A copy of tick_taker.py with one constant's line replaced, as a forker would."""
+    name_ = line.split("=")[0].strip()
+    text, n = re.subn(rf"^{name_} = .*$", line, SCRIPT.read_text(), count=1, flags=re.M)
+    assert n == 1
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_compare_of_the_script_with_itself_finds_no_differences(tmp_path, capsys):
+    """sim.compare ORIGINAL.py MINE.py replays both on the same data: a copy of the
+    script compared with the script reports no differences."""
+    copy = tmp_path / "original.py"
+    copy.write_text(SCRIPT.read_text())
+    assert compare.main([str(copy), str(SCRIPT), "--minutes", "3", "--quiet",
+                         "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert "no differences" in out and "the versions differ" not in out
+    assert (tmp_path / "cmp" / "pnl.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_shows_a_forks_edit_side_by_side(tmp_path, capsys):
+    """A fork whose smallest print no print reaches sends no order: sim.compare shows
+    the original's orders against its 0, and the difference."""
+    mine = fork(tmp_path, "MIN_PRINT_SIZE = 10 ** 9")
+    assert compare.main([str(SCRIPT), str(mine), "--minutes", "3", "--quiet",
+                         "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    original = replay_orders(tmp_path / "cmp" / "1-tick_taker" / "bot.log")
+    assert original > 0 and replay_orders(tmp_path / "cmp" / "2-mine" / "bot.log") == 0
+    row = re.search(r"^\s+orders\s+(\d+)\s+(\d+)\s+(\S+)", out, re.M)
+    assert row.groups() == (str(original), "0", f"{-original:+,}")
+    assert "the versions differ" in out
+
+
+def replay_orders(log: Path) -> int:
+    return int(re.search(r"orders sent (\d+),", log.read_text())[1])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--minutes", "0"], "--minutes"),
+    (["--minutes", "-5"], "--minutes"),
+    (["--latency-ms", "-1"], "--latency-ms"),
+    (["--symbol", "MU", "--date", "2026-11-27", "--start", "10:00", "--end", "09:30"],
+     "is not after --start"),
+    (["--data", "no-such-file.csv.gz"], "no such file"),
+    (["--bot", "no-such-bot.py"], "no such file"),
+])
+def test_replay_refuses_bad_flags_plainly(args, message, capsys):
+    """Bad flags: argparse's message naming the flag, exit 2, before anything runs."""
+    with pytest.raises(SystemExit) as exit_:
+        replay.parse_args(args)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_replay_of_a_malformed_tape_says_so(tmp_path, capsys):
+    """A tape that is not in the documented format: a clear error, no traceback."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("q,1,MSFT,100000,100100,100\n")
+    assert replay.main(["--data", str(bad), "--quiet", "--out", str(tmp_path)]) == 2
+    assert "is not a tape event" in capsys.readouterr().err
