@@ -309,6 +309,12 @@ def turns(runs: dict[str, Run], i: int) -> list[tuple[str, Run]]:
     return order[i:] + order[:i]
 
 
+def steps(n: int, what: str):
+    """range(n) with a progress bar on stderr (the benchmark takes a minute)."""
+    from tqdm import tqdm
+    return tqdm(range(n), desc=what, unit="", leave=False, file=sys.stderr)
+
+
 def measure(tape: Tape, tmp: Path) -> dict[str, dict]:
     """The bot and the baseline, measured taking turns sample by sample so that
     the machine's noise (other processes, a busy host) falls on both alike;
@@ -320,16 +326,16 @@ def measure(tape: Tape, tmp: Path) -> dict[str, dict]:
     try:
         # Turn by turn, one sample each: a burst of noise hits all alike. Who
         # goes first rotates (the first after a pause measures slower).
-        for i in range(SIGNALS):
+        for i in steps(SIGNALS, "tick-to-order, signals"):
             for kind, run in turns(runs, i):
                 got[kind]["t2o"] += run.tick_to_order(1)
-        for i in range(PONGS):
+        for i in steps(PONGS, "pong during a slow POST"):
             for kind, run in turns(runs, i):
                 got[kind]["pong"] += run.pong_during_slow_post(1)
     finally:
         for run in runs.values():
             run.close()
-    for _ in range(PROCESSES):
+    for _ in steps(PROCESSES, "throughput, fresh processes"):
         runs = contenders(tmp)
         try:
             for i in range(ROUNDS // PROCESSES):
@@ -339,6 +345,7 @@ def measure(tape: Tape, tmp: Path) -> dict[str, dict]:
             for run in runs.values():
                 run.close()
     out = {}
+    print("measuring memory over a replay of the hour ...", file=sys.stderr, flush=True)
     for kind, m in got.items():
         rss = peak = 0
         if kind in ("bot", "baseline"):
@@ -420,7 +427,7 @@ def replay_speed(tmp: Path) -> dict:
     tape = Tape(path)
     counts = analyse(tape)[tape.symbols[0]]
     started = time.monotonic()
-    result = run_replay(tape, None, 500, 5.0, tmp / "replay", progress=False)
+    result = run_replay(tape, None, 500, 5.0, tmp / "replay", progress=True)
     seconds = time.monotonic() - started
     seen = re.search(r"market \S+: (\d+) level changes, (\d+) armed", result.bot_output)
     same = seen is not None and (int(seen[1]), int(seen[2])) == (counts.level_changes,
