@@ -37,13 +37,19 @@ EXCLUDED = {
 }
 
 
-@pytest.mark.parametrize("conditions", EXCLUDED.values(), ids=EXCLUDED.keys())
-def test_print_with_an_excluded_condition_is_not_followed(fake, bot, conditions):
+def test_print_with_an_excluded_condition_is_not_followed(fake, bot):
     """A print is followed only if every condition code in its `c` list is one of
     " ", "@", "F"; any other code excludes the print."""
-    level_t = arm(fake, 1000, t=0)
-    fake.push(trade(SYMBOL, 1001, PRINT, at(level_t + AFTER_MS), conditions))
-    assert sentinel(fake, 0) == []
+    # One bot, one armed level per excluded class (each its own price), then
+    # the sentinel: any order before it names the class that was followed.
+    at_price = {}
+    for k, (name, conditions) in enumerate(EXCLUDED.items()):
+        bid = 1000 + 10 * k
+        level_t = arm(fake, bid, t=1000 * k)
+        fake.push(trade(SYMBOL, bid + 1, PRINT, at(level_t + AFTER_MS), conditions))
+        at_price[bid + 1] = name
+    followed = [at_price.get(limit_cents(o)) for o in sentinel(fake, None)]
+    assert followed == [], f"followed despite its conditions: {followed}"
 
 
 @pytest.mark.parametrize("message", [correction, cancel_error], ids=["correction", "cancel"])
