@@ -90,6 +90,9 @@ IMBALANCE_RATIO = Fraction("1.8")    # exact, so 180 vs 100 is not "more"
 QUOTE_GUARD_NS = 50_000_000          # a print this soon after the level's quote may
                                      # belong to the previous level: ignore it
 TICK_CENTS = 1                       # a level is a one-tick spread; a move is one tick
+MIN_LEVEL_BID_CENTS = 100            # no level from a bid under $1: such stocks quote in
+                                     # hundredths of a cent (Reg NMS Rule 612 allows it only
+                                     # there), so there is no one-cent level to follow
 # Which prints count: a print is followed only if every condition code it
 # carries is one of these (README, "Which prints count"); any other code
 # (out of sequence, average price, odd lot, opening/closing, ...) excludes it.
@@ -179,6 +182,7 @@ TERMINAL_WAIT_S = 1.0                # after a cancel, wait this long for the fi
                                      # before asking REST
 SHUTDOWN_DEADLINE_S = 10.0           # Ctrl+C: cancel and resolve until this, then list
                                      # what is still open and exit non-zero
+SHUTDOWN_LIST_S = 2.0                # at least this long to list the broker's open orders
 KEEP_WARM_S = 30.0                   # an idle order connection is used (GET /v2/clock) this
                                      # often, so a signal never waits for a new TLS handshake
 # Everything else on REST (the SDK, in its own thread).
@@ -193,6 +197,8 @@ RECONNECT_MAX_S = 30.0               # up to this (the SDK's own loop retries ev
 STABLE_S = 30.0                      # the backoff restarts only after a connection
                                      # stayed up this long (a connect-drop loop is not hammered)
 DEFAULT_STALE_S = 60.0               # no market data this long: warn and forget the level
+CONNECTION_LIMIT_S = 120.0           # at start, a 406 (the data connection is taken) is
+                                     # retried this long: a crashed run's takes a while to clear
 DEFAULT_CLOSE_BUFFER_MIN = 5.0       # no new orders this close to the close
 
 # Exit codes (README, "What it prints").
@@ -280,6 +286,10 @@ class Quote:
             self.bid_size = bid_size
             self.ask_size = ask_size
             self.fresh = True         # (a flag, not a count: no int to allocate a quote)
+            return False
+        if bid < MIN_LEVEL_BID_CENTS:     # under $1: prices in hundredths of a cent, rounded
+            self.bid, self.ask, self.bid_size, self.ask_size = bid, ask, bid_size, ask_size
+            self.fresh = True             # no level, and no level state changed
             return False
         level_time_ns = as_ns(t)          # read first: a bad time changes nothing at all
         self.bid, self.ask, self.bid_size, self.ask_size = bid, ask, bid_size, ask_size
@@ -414,9 +424,9 @@ class Position:
             return 0
         if order_id and order.order_id is None:
             order.order_id, order.unknown = order_id, False
-        delta = 0
-        if event in FILL_EVENTS or event in TERMINAL_EVENTS:
-            delta = self._apply_fill(order, filled_qty, filled_avg_cents)
+        # Fills count from any update that carries a larger cumulative filled_qty
+        # (a `pending_cancel` look-up with shares filled, say), terminal or not.
+        delta = self._apply_fill(order, filled_qty, filled_avg_cents)
         if event in TERMINAL_EVENTS:
             del self.orders[client_order_id]   # releases what is still pending
         return delta
@@ -488,7 +498,8 @@ class Decision:
     why_not: str = ""
 
 
-def follow(quote: Quote, position: Position, trade: Trade, blocked: Optional[str],
+def follow(quote: Quote, position: Position, trade: Trade,
+           blocked: Optional[Callable[[], Optional[str]]],
            reserve: Callable[[], bool]) -> Optional[Decision]:
     """One trade print through the rule, then the run's guards around it.
 
@@ -496,16 +507,17 @@ def follow(quote: Quote, position: Position, trade: Trade, blocked: Optional[str
     rule: the position's room (order_for), whether an order may go now, the
     REST budget, and one attempt per level. The bot, the replay's counts and
     the property test all call this, so they cannot disagree. None for a
-    print that is no signal (nearly all of them). `blocked` says why no order
-    may go now (the trading stream is down, Ctrl+C, too close to the close,
-    the loss limit), or is None; `reserve` books the REST budget for the
-    order's submit and cancel, or says there is none.
+    print that is no signal (nearly all of them). `blocked()` says why no
+    order may go now (the trading stream is down, Ctrl+C, too close to the
+    close, the loss limit: asked only on a signal, so it may cost), or None;
+    `reserve` books the REST budget for the order's submit and cancel, or
+    says there is none.
     """
     side = signal_side(quote, trade)
     if side is None:
         return None
-    if blocked:
-        return Decision(side, why_not=blocked)        # no order while our state may be stale
+    if blocked is not None and (why := blocked()):
+        return Decision(side, why_not=why)            # no order while our state may be stale
     intent = order_for(side, quote, position)
     if intent is None:
         return Decision(side, why_not="no room to buy" if side == "buy" else "nothing to sell")
@@ -563,6 +575,15 @@ def print_cents(price: float) -> Optional[int]:
     cents = price * 100
     whole = round(cents)
     return whole if abs(cents - whole) < 1e-6 else None
+
+
+def quote_cents(price: float) -> int:
+    """A quote's price (dollars, a JSON number) in whole cents, rounded down.
+    Exact for every whole-cent price (the 1e-6 absorbs binary floating-point
+    error: 10.01 * 100 is 1000.9999999999999). Rounding down keeps a sub-dollar
+    bid quoted in hundredths of a cent (0.9951) under 100 cents, so it never
+    makes a level; at $1 and above Reg NMS Rule 612 allows whole cents only."""
+    return int(price * 100 + 1e-6)
 
 
 def dollars(cents: int | float) -> str:
@@ -941,16 +962,28 @@ class Journal:
         self._rows: queue.SimpleQueue = queue.SimpleQueue()
         self._closing = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._refused = 0                    # rows SQLite refused (left out, told once)
         if path is None:
             return
-        try:
-            self._db = sqlite3.connect(path, timeout=JOURNAL_BUSY_S, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(JOURNAL_SCHEMA)
-        except sqlite3.Error as exc:
-            raise FatalError(f"cannot open the journal {path}: {exc} (--journal PATH, or "
-                             "--no-journal)") from None
+        deadline = time.monotonic() + JOURNAL_BUSY_S
+        while True:
+            try:
+                self._db = sqlite3.connect(path, timeout=JOURNAL_BUSY_S,
+                                           check_same_thread=False)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(JOURNAL_SCHEMA)
+                break
+            except sqlite3.OperationalError as exc:
+                # Another bot creating the same fresh file holds it for a moment
+                # (switching it to WAL needs it alone): wait for it.
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise FatalError(f"cannot open the journal {path}: {exc} (--journal "
+                                     "PATH, or --no-journal)") from None
+                time.sleep(0.05)
+            except sqlite3.Error as exc:
+                raise FatalError(f"cannot open the journal {path}: {exc} (--journal PATH, or "
+                                 "--no-journal)") from None
         self._thread = threading.Thread(target=self._write, name="journal", daemon=True)
         self._thread.start()
 
@@ -998,6 +1031,22 @@ class Journal:
                     log.error("journal: %s: %d rows not written", exc, len(batch))
                     return
                 time.sleep(1.0)
+            except sqlite3.Error:                  # a row it refuses (a constraint, a value):
+                self._commit_each(batch)           # keep every other row
+                return
+
+    def _commit_each(self, batch: list) -> None:
+        """Row by row: a row SQLite refuses is logged (once a run) and left out;
+        the writer goes on, so later rows are never lost with it."""
+        for sql, params in batch:
+            try:
+                with self._db:
+                    self._db.execute(sql, params)
+            except sqlite3.Error as exc:
+                if not self._refused:
+                    log.error("journal: a row was refused (%s): left out; the journal goes "
+                              "on (told once)", exc)
+                self._refused += 1
 
 
 # --------------------------------------------------------------------------
@@ -1024,6 +1073,8 @@ class Answer:
 
 
 NOT_FOUND = object()          # a look-up's 404
+WASH_TRADE = "wash trade"     # Alpaca's refusal of an order that could trade against one of
+                              # ours: "potential wash trade detected" (403 40310000; 422 seen)
 
 
 class OrderDesk:
@@ -1054,6 +1105,13 @@ class OrderDesk:
                                                   # cancelled (shutdown, the loss limit)
         self.session: Optional[aiohttp.ClientSession] = None
         self.last_call = -KEEP_WARM_S            # monotonic time of the last order call
+        # Orders released as never placed (a 4xx, or a 404 once out of flight):
+        # client_order_id -> (symbol, side, qty). An update for one means it
+        # exists after all: it is tracked again, its fills count, it is cancelled.
+        self.written_off: dict[str, tuple[str, str, int]] = {}
+        self.unconfirmed: set[str] = set()   # of those, released on a 404 (not a refusal)
+        self.on_fill: Callable[[], Any] = lambda: None   # after every fill (the loss limit)
+        self.sent = 0                             # orders this run sent (or tried to)
 
     async def open(self) -> None:
         self.session = aiohttp.ClientSession(
@@ -1085,17 +1143,20 @@ class OrderDesk:
         return f"{CLIENT_ID_PREFIX}{self.run_id}-{next(self._seq)}"
 
     def send(self, symbol: str, side: str, qty: int, limit_cents: Optional[int],
-             budgeted: bool = True, print_t: Optional[ExchangeTime] = None) -> str:
+             budgeted: bool = True, print_t: Optional[ExchangeTime] = None,
+             wash_retry_until: Optional[float] = None) -> str:
         """Register the order, then send it now (a task on this loop); a limit
         is cancelled at once, a market order (flatten) only at shutdown.
-        `print_t`: the exchange time of the print it follows (the journal)."""
+        `print_t`: the exchange time of the print it follows (the journal);
+        `wash_retry_until`: a market order refused as a potential wash trade
+        is sent again until this epoch time (the close)."""
         coid = self.new_client_id()
+        self.sent += 1
         self.positions[symbol].register(coid, side, qty, time.monotonic())
         self.symbol_of[coid] = symbol
         self._news[coid] = asyncio.Event()
-        task = start_now(self._life(coid, symbol, side, qty, limit_cents, budgeted))
-        self.lives[coid] = task
-        task.add_done_callback(lambda _: self.lives.pop(coid, None))
+        self._live(coid, start_now(self._life(coid, symbol, side, qty, limit_cents, budgeted,
+                                              wash_retry_until)))
         self.print_ns[coid] = None if print_t is None else as_ns(print_t)
         # Journaled once the order is on the wire (Python 3.11 sends it at the
         # loop's next turn): the disk's bookkeeping never delays an order.
@@ -1105,36 +1166,96 @@ class OrderDesk:
             utc_now())
         return coid
 
+    def _live(self, coid: str, task: asyncio.Task) -> None:
+        """The task that sees an order through; once it ends, a terminal order
+        is forgotten."""
+        self.lives[coid] = task
+
+        def done(_: asyncio.Task) -> None:
+            if self.lives.get(coid) is task:
+                del self.lives[coid]
+            symbol = self.symbol_of.get(coid)
+            if symbol is not None and coid not in self.positions[symbol].orders:
+                self._news.pop(coid, None)
+                self.symbol_of.pop(coid, None)
+                self.print_ns.pop(coid, None)
+        task.add_done_callback(done)
+
     async def _life(self, coid: str, symbol: str, side: str, qty: int,
-                    limit_cents: Optional[int], budgeted: bool) -> None:
+                    limit_cents: Optional[int], budgeted: bool,
+                    wash_retry_until: Optional[float] = None) -> None:
         body = {"symbol": symbol, "qty": str(qty), "side": side,
                 "type": "market" if limit_cents is None else "limit", "time_in_force": "day",
                 "client_order_id": coid}
         if limit_cents is not None:
             body["limit_price"] = dollars(limit_cents)
         position = self.positions[symbol]
-        try:
-            answer = await self._request("POST", "/v2/orders", body, budgeted=budgeted)
+        for attempt in itertools.count():
+            if not budgeted:              # a market order waits its turn at the rate limiter
+                await self._wait_for_budget()
+                if self.stopping:         # Ctrl+C came while it waited: nothing goes after it
+                    log.warning("order %s not sent: stopping", coid)
+                    self._write_off(coid, symbol, side, qty)
+                    self.journal_end(coid, "not sent: stopping", 0, None)
+                    return
+            if (order := position.orders.get(coid)) is not None:
+                order.sent_at = time.monotonic()     # in flight from now, not from its decision
+            answer = await self._request("POST", "/v2/orders", body, budgeted=True)
             self.journal.add(J_ANSWER, utc_now(), str(answer), answer.body.get("id")
                              if answer.ok and isinstance(answer.body, dict) else None, coid)
-            if answer.ok and isinstance(answer.body, dict):
-                self.apply(OrderUpdate.from_order(answer.body))      # its id (a fill, even)
-            elif answer.refused:
-                log.warning("REJECTED %s: %s", coid, answer)
-                position.refused(coid)
-                self.journal_end(coid, f"refused: {answer}", 0, None)
-                return
-            else:
-                log.warning("order %s: %s; outcome unknown: resolving it by client_order_id",
-                            coid, answer)
-                position.unknown(coid)
-            await self._see_through(coid, position, ioc=limit_cents is not None,
-                                    cancel_budgeted=budgeted)
-        finally:
-            if coid not in position.orders:          # terminal: forget it
-                self._news.pop(coid, None)
-                self.symbol_of.pop(coid, None)
-                self.print_ns.pop(coid, None)
+            if (answer.refused and WASH_TRADE in answer.text.lower() and wash_retry_until
+                    and time.time() < wash_retry_until and not self.stopping):
+                delay = backoff_s(attempt, RESOLVE_FIRST_S, RESOLVE_MAX_S)
+                log.warning("order %s refused as a potential wash trade (an order of ours on "
+                            "the other side may still be open): sending it again in %.1f s",
+                            coid, delay)
+                await asyncio.sleep(delay)
+                budgeted = False
+                continue
+            break
+        if answer.ok and isinstance(answer.body, dict):
+            self.apply(OrderUpdate.from_order(answer.body))      # its id (a fill, even)
+        elif answer.refused:
+            log.warning("REJECTED %s: %s", coid, answer)
+            self._write_off(coid, symbol, side, qty)
+            self.journal_end(coid, f"refused: {answer}", 0, None)
+            return
+        else:
+            log.warning("order %s: %s; outcome unknown: resolving it by client_order_id",
+                        coid, answer)
+            position.unknown(coid)
+        await self._see_through(coid, position, ioc=limit_cents is not None,
+                                cancel_budgeted=budgeted)
+
+    def _write_off(self, coid: str, symbol: str, side: str, qty: int) -> None:
+        """Release an order as never placed, remembering it: should it exist
+        after all, an update for it brings it back (see `revive`)."""
+        self.positions[symbol].refused(coid)
+        self.written_off[coid] = (symbol, side, qty)
+
+    def revive(self, update: OrderUpdate) -> Optional[str]:
+        """An update for an order written off as never placed: it exists after
+        all. Track it again (its fills count) and see it through (cancel it).
+        Returns its symbol, or None if it was never written off."""
+        found = self.written_off.pop(update.client_order_id, None)
+        if found is None:
+            return None
+        self.unconfirmed.discard(update.client_order_id)
+        symbol, side, qty = found
+        coid = update.client_order_id
+        log.warning("order %s, written off as never placed, exists after all (%s): tracking "
+                    "it again and cancelling it", coid, update.event or "found open")
+        position = self.positions[symbol]
+        position.register(coid, side, qty, time.monotonic())
+        self.symbol_of[coid] = symbol
+        self._news[coid] = asyncio.Event()
+        self._live(coid, asyncio.get_running_loop().create_task(
+            self._see_through(coid, position, ioc=True, cancel_budgeted=False)))
+        return symbol
+
+    async def _wait_for_budget(self) -> None:
+        while (wait := self.limiter.take(time.monotonic())) > 0:
+            await asyncio.sleep(wait)
 
     async def _see_through(self, coid: str, position: Position, ioc: bool,
                            cancel_budgeted: bool) -> None:
@@ -1170,7 +1291,10 @@ class OrderDesk:
             step += 1
             found = await self.lookup(coid)
             if found is NOT_FOUND:
+                side, qty = order.side, order.qty
                 if position.not_found(coid, time.monotonic()):
+                    self.written_off[coid] = (self.symbol_of[coid], side, qty)
+                    self.unconfirmed.add(coid)
                     log.warning("order %s was never placed (not found %.0f s after it was "
                                 "sent): released", coid, IN_FLIGHT_S)
                     self.journal_end(coid, "never placed", 0, None)
@@ -1197,8 +1321,7 @@ class OrderDesk:
         """One order call over the keep-alive session, with Alpaca's error body
         parsed. No answer (timeout, connection error) is Answer(None)."""
         if not budgeted:
-            while (wait := self.limiter.take(time.monotonic())) > 0:
-                await asyncio.sleep(wait)
+            await self._wait_for_budget()
         assert self.session is not None
         self.last_call = time.monotonic()
         try:
@@ -1235,7 +1358,7 @@ class OrderDesk:
     def apply(self, update: OrderUpdate) -> None:
         """A trade update, a look-up or a POST reply: route it by the run's
         own client_order_id registry; anything else is ignored."""
-        symbol = self.symbol_of.get(update.client_order_id)
+        symbol = self.symbol_of.get(update.client_order_id) or self.revive(update)
         if symbol is None:
             log.debug("ignoring %s for an order this run did not place", update.event)
             return
@@ -1258,6 +1381,7 @@ class OrderDesk:
                      symbol, price, update.event, position.held)
             self.journal.add(J_FILL, self.run_id, coid, symbol, order.side, delta, price,
                              utc_now(), self.print_ns.get(coid), position.held)
+            self.on_fill()
         if update.event in TERMINAL_EVENTS:
             if not delta:
                 log.info("%s %s (filled %d)", update.event.upper(), coid, update.filled_qty)
@@ -1323,13 +1447,56 @@ class OrderDesk:
 
     async def shutdown(self, deadline_s: float = SHUTDOWN_DEADLINE_S) -> list[str]:
         """Ctrl+C: no new order; cancel every order of this run still open,
-        with retries, until each is terminal or the deadline passes. Returns
+        with retries, until each is terminal or the deadline passes; then ask
+        the broker for its open orders and cancel any of this run's that the
+        bot does not know open (one written off, then created late). Returns
         the client ids still open (or unknown) at the deadline."""
         self.stopping = True
-        still_open = await self.cancel_everything(deadline_s)
+        deadline = time.monotonic() + deadline_s
+        await self.cancel_everything(deadline_s)
+        # Only a run that sent orders can have strays. The listing is a check:
+        # it may wait (the REST thread, the rate limit) SHUTDOWN_LIST_S, or up
+        # to the deadline when an order released on a 404 may exist after all.
+        strays: Optional[list[dict]] = []
+        if self.sent:
+            try:
+                strays = await asyncio.wait_for(self.strays(), max(
+                    SHUTDOWN_LIST_S, deadline - time.monotonic() if self.unconfirmed else 0))
+            except asyncio.TimeoutError:
+                log.warning("could not list the open orders at Alpaca in time")
+                strays = None
+        for order in strays or ():
+            coid = order.get("client_order_id", "")
+            log.warning("order %s of this run is open at Alpaca though the bot did not "
+                        "know it: cancelling it", coid)
+            update = OrderUpdate.from_order(order, event="new")
+            if self.revive(update) is None:          # not even written off: just cancel it
+                await self._request("DELETE", f"/v2/orders/{order.get('id')}")
+            else:
+                self.apply(update)
+        if strays:
+            await self.cancel_everything(max(0.0, deadline - time.monotonic()))
         for task in list(self.lives.values()):
             task.cancel()
-        return still_open
+        # Orders released on a 404 may still have been created: with no word
+        # from the broker, they are not known to be closed.
+        unsure = [] if strays is not None else sorted(self.unconfirmed)
+        return self.open_orders() + unsure
+
+    async def strays(self) -> Optional[list[dict]]:
+        """The broker's open orders of this run that the bot does not track;
+        None if the broker could not be asked."""
+        mine = f"{CLIENT_ID_PREFIX}{self.run_id}-"
+        try:
+            found = await self.rest_thread.call(
+                self.rest.list_orders, status="open", limit=500,
+                symbols=list(self.positions))
+        except Exception as exc:
+            log.warning("could not list the open orders at Alpaca (%s)", describe(exc))
+            return None
+        tracked = set(self.open_orders())
+        return [o._raw for o in found if o.client_order_id.startswith(mine)
+                and o.client_order_id not in tracked]
 
 
 OPEN_STATUSES = frozenset({"new", "accepted", "pending_new", "partially_filled",
@@ -1467,7 +1634,9 @@ class DataStream:
             kind = m.get("T")
             try:
                 if kind == "q":   # JSON numbers: prices are floats, sizes ints
-                    if quotes[m["S"]](round(m["bp"] * 100), round(m["ap"] * 100),
+                    # Whole cents, rounded down (see quote_cents; inlined: every quote
+                    # passes here, and int() is twice as fast as round()).
+                    if quotes[m["S"]](int(m["bp"] * 100 + 1e-6), int(m["ap"] * 100 + 1e-6),
                                       m["bs"], m["as"], m["t"]):
                         self.on_level(m["S"])
                 elif kind == "t":   # (corrections "c" and cancels "x" never trigger)
@@ -1505,9 +1674,11 @@ class TradingStream:
             await self.ws.send(json.dumps(
                 {"action": "auth", "key": self.cfg.key_id, "secret": self.cfg.secret_key}))
             reply = await recv_json(self.ws, self.what)
-            if not isinstance(reply, dict):
-                raise StreamError(f"malformed message from the {self.what}")
-            if reply.get("data", {}).get("status") != "authorized":
+            data = reply.get("data") if isinstance(reply, dict) else None
+            if not isinstance(data, dict) or "status" not in data:
+                raise StreamError(f"unexpected sign-in reply from the {self.what}: "
+                                  f"{str(reply)[:80]}")     # a glitch: retried
+            if data["status"] != "authorized":
                 raise FatalError("Alpaca refused the API keys on the trading stream")
             await self.ws.send(json.dumps(
                 {"action": "listen", "data": {"streams": ["trade_updates"]}}))
@@ -1556,6 +1727,18 @@ class Instrument:
     symbol: str
     quote: Quote
     position: Position
+    mark_cents: int = 0           # the last good bid seen: held shares are marked at it
+
+    def mark(self) -> Fraction:
+        """What a held share is worth for the loss limit: the live bid, or the
+        last good one while the quote shows none (IEX often sends `bp: 0`), or
+        its average cost before any bid was seen: never "unknown"."""
+        if self.quote.bid > 0:
+            self.mark_cents = self.quote.bid
+        if self.mark_cents:
+            return Fraction(self.mark_cents)
+        p = self.position
+        return p.cost_cents / p.held if p.held else Fraction(0)
 
 
 class TickTaker:
@@ -1574,11 +1757,13 @@ class TickTaker:
         self.desk = OrderDesk(cfg, rest, self.rest_thread, limiter,
                               {s: i.position for s, i in self.instruments.items()},
                               journal, self.run_id)
+        self.desk.on_fill = self.loss_reached      # the loss limit after every fill
         self.signal_seq = itertools.count(1)
         # symbol -> [[due ns, seq, horizon, mid so far, due second as text]], soonest first
         self.mid_watch: dict[str, list[list]] = {}
         self.closing = False            # too close to the close for new orders
         self.halted: Optional[str] = None  # why the run stopped trading itself (--max-loss)
+        self.halting: Optional[asyncio.Task] = None   # the loss limit's cancel-flatten-stop
         self.trading_live = False       # the trading stream is up: fills are seen
         self.close_at: Optional[float] = None    # epoch seconds, from the clock
         # Quotes go straight to each symbol's tracker (the hot path).
@@ -1594,8 +1779,8 @@ class TickTaker:
 
     def blocked(self) -> Optional[str]:
         """Why no order may go now (our state may be stale, or the run is
-        ending), or None."""
-        if self.halted:
+        ending), or None. Asked only on a signal (see follow)."""
+        if self.loss_reached():                  # at this moment, not only on a timer
             return "loss limit"
         if self.stop.is_set() or self.desk.stopping:
             return "stopping"
@@ -1607,7 +1792,7 @@ class TickTaker:
 
     def on_trade(self, symbol: str, trade: Trade) -> None:
         inst = self.instruments[symbol]
-        decision = follow(inst.quote, inst.position, trade, self.blocked(), self.desk.reserve)
+        decision = follow(inst.quote, inst.position, trade, self.blocked, self.desk.reserve)
         if decision is None:
             return                               # not a signal: nearly every print
         intent, coid = decision.intent, None
@@ -1781,16 +1966,29 @@ class TickTaker:
 
     async def open_stream(self, stream: Any) -> None:
         """The first connection: transient faults retried a few times; refused
-        keys, plan limits and another program's connection (406) are fatal."""
-        for attempt in range(STARTUP_TRIES):
+        keys and plan limits are fatal. Another connection holding the
+        account's one data connection (406) is retried for CONNECTION_LIMIT_S
+        (a crashed run's connection takes a while to clear, and Alpaca's own
+        Go SDK retries it), then fatal."""
+        attempt = 0
+        until = time.monotonic() + CONNECTION_LIMIT_S
+        while True:
             try:
                 return await stream.open()
             except ConnectionLimit as exc:
-                raise FatalError(str(exc)) from None
+                if time.monotonic() >= until:
+                    raise FatalError(f"{exc} (still after {CONNECTION_LIMIT_S:.0f} s)") from None
+                delay = min(backoff_s(attempt), max(0.5, until - time.monotonic()))
+                attempt += 1
+                log.warning("%s; retrying in %.1f s, for up to %.0f s in all", exc, delay,
+                            CONNECTION_LIMIT_S)
+                await asyncio.sleep(delay)
+                continue
             except StreamError as exc:
-                if attempt + 1 == STARTUP_TRIES:
+                if attempt + 1 >= STARTUP_TRIES:
                     raise FatalError(f"{exc} ({STARTUP_TRIES} tries)") from None
                 delay = backoff_s(attempt)
+                attempt += 1
                 log.warning("%s; retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
 
@@ -1850,11 +2048,16 @@ class TickTaker:
         stale_s = self.cfg.stale_s
         since = dict.fromkeys(self.instruments, time.monotonic())   # the last quote seen
         warned: set[str] = set()
+        idle: set[str] = set()                   # told: under $1, no level to follow
         all_quiet = False
         while True:
             await asyncio.sleep(min(1.0, stale_s / 4))
             now = time.monotonic()
             for symbol, inst in self.instruments.items():
+                if 0 < inst.quote.bid < MIN_LEVEL_BID_CENTS and symbol not in idle:
+                    idle.add(symbol)
+                    log.warning("%s quotes under $1 (in hundredths of a cent): there is no "
+                                "one-cent level to follow, so the bot stays idle on it", symbol)
                 if inst.quote.fresh:
                     inst.quote.fresh = False
                     since[symbol] = now
@@ -1879,47 +2082,58 @@ class TickTaker:
         self.closing = True
         log.info("%g minutes to the close: no new orders", self.cfg.close_buffer_min)
         if self.cfg.flatten_at_close:
-            self.flatten()
+            await self.flatten()
         await asyncio.sleep(max(0.0, self.close_at - time.time()))
         log.info("the market closed: stopping")
         self.stop.set()
 
-    def pnl_cents(self) -> Optional[Fraction]:
+    def pnl_cents(self) -> Fraction:
         """This run's P&L over all symbols: realized, plus the shares held marked
-        at the live bid; None while a held symbol has no bid to mark it at."""
-        total = Fraction(0)
-        for inst in self.instruments.values():
-            if inst.position.held and inst.quote.bid <= 0:
-                return None
-            total += inst.position.pnl_cents(inst.quote.bid)
-        return total
+        at the live bid (or the last good one: see Instrument.mark)."""
+        return sum((i.position.pnl_cents(i.mark()) for i in self.instruments.values()),
+                   Fraction(0))
 
-    async def loss_watch(self) -> None:
-        """--max-loss: when this run's P&L reaches -DOLLARS, no new orders,
+    def loss_reached(self) -> bool:
+        """--max-loss: has this run's P&L reached -DOLLARS? Asked when a signal
+        is decided, after every fill, and every LOSS_CHECK_S (the mark moves
+        with the quotes). The first time, the run halts: no new orders,
         cancel this run's open orders, sell what it holds at market, stop."""
         limit = self.cfg.max_loss_cents
-        if limit is None:
-            return
-        while True:
-            await asyncio.sleep(LOSS_CHECK_S)
-            pnl = self.pnl_cents()
-            if pnl is not None and pnl <= -limit:
-                break
+        if self.halted or limit is None:
+            return self.halted is not None
+        pnl = self.pnl_cents()
+        if pnl > -limit:
+            return False
         self.halted = (f"LOSS LIMIT: this run's P&L {signed_dollars(pnl)} reached "
                        f"{signed_dollars(Fraction(-limit))} (--max-loss)")
         log.error("%s: no new orders; cancelling this run's open orders and selling "
                   "what it holds at market", self.halted)
-        await self.desk.cancel_everything()
-        self.flatten()
+        self.halting = asyncio.get_running_loop().create_task(self.halt())
+        return True
+
+    async def halt(self) -> None:
+        await self.flatten()
         await self.desk.settle(SHUTDOWN_DEADLINE_S)
         self.stop.set()
 
-    def flatten(self) -> None:
-        """Sell, at market, the shares this run bought and still holds."""
+    async def loss_watch(self) -> None:
+        """--max-loss between fills and signals: the mark moves with the quotes."""
+        if self.cfg.max_loss_cents is None:
+            return
+        while not self.loss_reached():
+            await asyncio.sleep(LOSS_CHECK_S)
+
+    async def flatten(self) -> None:
+        """Sell, at market, the shares this run bought and still holds, once
+        this run's open orders are cancelled and terminal: Alpaca refuses an
+        order that could trade against one of ours (a wash trade). A refusal
+        as a wash trade all the same is retried until the close."""
+        await self.desk.cancel_everything()
         for symbol, inst in self.instruments.items():
             qty = inst.position.sellable()
             if qty > 0:
-                coid = self.desk.send(symbol, "sell", qty, None, budgeted=False)
+                coid = self.desk.send(symbol, "sell", qty, None, budgeted=False,
+                                      wash_retry_until=self.close_at)
                 log.info("FLATTEN: SELL %d %s at market [%s]", qty, symbol, coid)
 
     # -- run and shutdown ----------------------------------------------------
@@ -2002,7 +2216,7 @@ class TickTaker:
         summary; orders still open at the deadline make the exit non-zero."""
         self.stop.set()
         log.info("stopping: no new orders; cancelling this run's open orders")
-        for task in tasks:
+        for task in (*tasks, *([self.halting] if self.halting else [])):
             task.cancel()
         await self.data.close()
         still_open = await self.desk.shutdown()
@@ -2249,14 +2463,21 @@ async def amain(cfg: Config) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
+    signals = 0
+
     def on_signal(signame: str) -> None:
-        if stop.is_set():
-            log.warning("second %s: exiting now; open orders may remain", signame)
+        """The first Ctrl+C, SIGTERM or SIGHUP (the terminal closed) always means
+        "stop cleanly", even when the bot began stopping itself (the close,
+        the loss limit, an error); only a second one exits at once."""
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            log.warning("second signal (%s): exiting now; open orders may remain", signame)
             os._exit(130)
-        log.info("%s: stopping (press again to exit at once)", signame)
+        log.info("%s: stopping cleanly (a second Ctrl+C exits at once)", signame)
         stop.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, on_signal, sig.name)
     limiter = RateLimiter(cfg.rest_rate)
     journal = Journal(cfg.journal)

@@ -161,6 +161,7 @@ class FakeAlpaca:
         self.assets: dict[str, Optional[dict]] = {}  # per symbol: None (unknown: 404), or
                                                      # fields to change, e.g. {"tradable": False}
         self.data_auth_error: Optional[tuple[int, str]] = None   # e.g. (406, "...")
+        self.data_auth_error_times: Optional[int] = None   # that many sign-ins, then none
         self.subscribe_error: Optional[tuple[int, str]] = None   # e.g. (405, "symbol limit ...")
         self.default_policy = FillPolicy()
         self.policies: list[FillPolicy] = []
@@ -707,6 +708,10 @@ class FakeAlpaca:
                         await send([{"T": "error", "code": 403, "msg": "already authenticated"}])
                     elif self.data_auth_error:
                         code, text = self.data_auth_error
+                        if self.data_auth_error_times is not None:
+                            self.data_auth_error_times -= 1
+                            if self.data_auth_error_times <= 0:
+                                self.data_auth_error = None
                         await send([{"T": "error", "code": code, "msg": text}])
                         await ws.close()
                     elif (self.refuse_auth or req.get("key") != self.key_id

@@ -252,15 +252,17 @@ def test_refused_keys_exit_nonzero_with_a_clear_message(fake, run_bot):
     assert fake.received.data_connections == fake.received.trading_connections == 0
 
 
-def test_data_stream_connection_limit_is_explained(fake, run_bot):
-    """Refused data connection: a clear message, not a 10 ms reconnect loop."""
+def test_data_stream_connection_limit_is_explained_and_retried(fake, run_bot):
+    """406 at start-up: explained plainly, retried with backoff (a crashed run's
+    connection takes a while to clear), not a 10 ms reconnect loop."""
     fake.data_auth_error = (406, "connection limit exceeded")
+    fake.data_auth_error_times = 2
     bot = run_bot(ready=False)
-    assert bot.wait_exit() == 1
+    fake.wait_ready(SYMBOL, timeout=15)
     out = bot.output()
-    assert "another program already holds" in out
-    assert_clean(out)
-    assert fake.received.data_connections == 1
+    assert out.count("another program already holds") == 2 and "retrying in" in out
+    assert fake.received.data_connections == 3
+    assert_clean(stop_cleanly(bot))
 
 
 def test_missing_keys_exit_nonzero_naming_the_variables(fake, tmp_path):

@@ -67,7 +67,7 @@ class BotAgainstBroker(RuleBasedStateMachine):
         price = {"bid": q.bid, "ask": q.ask, "inside": q.bid + 1}[where] if q.bid else 0
         was_armed = q.armed
         decision = tt.follow(q, self.position, tt.Trade(price, size, self.t),
-                             blocked=None if self.stream_up else "trading stream down",
+                             blocked=None if self.stream_up else lambda: "trading stream down",
                              reserve=lambda: budget)
         intent = decision and decision.intent
         if intent is None:
