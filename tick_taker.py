@@ -10,7 +10,7 @@ sends one LOT-share `day` limit order at that price and cancels it at once
 (a simulated immediate-or-cancel). One attempt per level; never short; never
 more than `--quantity` shares held.
 
-FORKING IT? The rule is the first 150 lines: the constants just below and
+FORKING IT? The rule is the first 160 lines: the constants just below and
 `signal_side()` (a print -> "buy", "sell" or nothing). Change those, then
 
     pipenv run pytest tests/test_contract.py       # what pins the shipped rule
@@ -1581,7 +1581,8 @@ class DataStream:
         self.ws = await connect(self.url, self.what)
         try:
             first = await recv_json(self.ws, self.what)
-            if not (isinstance(first, list) and first and first[0].get("T") == "success"):
+            if not (isinstance(first, list) and first and isinstance(first[0], dict)
+                    and first[0].get("T") == "success"):
                 raise StreamError(f"unexpected greeting from the {self.what}")
             await self.ws.send(json.dumps(
                 {"action": "auth", "key": self.cfg.key_id, "secret": self.cfg.secret_key}))

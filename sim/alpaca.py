@@ -21,7 +21,9 @@ Fill assumptions, in plain words (the matching engine):
 - The book is the last quote pushed for the symbol. A buy limit at or above
   the ask is marketable and fills at the ask price, up to the ask size; a
   sell limit at or below the bid fills at the bid, up to the bid size. A
-  limit that is not marketable rests and never fills by itself.
+  limit that is not marketable rests and never fills by itself. A market
+  order fills like a marketable limit; what its side of the book could not
+  fill (no bid to sell to) fills against the next quote pushed that shows one.
 - A per-order FillPolicy overrides that (a fixed share count, several
   executions, a delay, fills sent before the POST's reply, the event a
   cancel produces). Policies are used one per order, in order; after that
@@ -176,6 +178,9 @@ class FakeAlpaca:
         self.cut_handshakes = {"data": 0, "trading": 0}   # close at the next N sign-ins
         self.drop_after_subscribe = 0     # close the next N data sockets once subscribed
         self.listen_delay_s = 0.0         # acknowledge `listen` this late
+        self.odd_sign_in_replies = 0      # answer the next N trading sign-ins {"data": null}
+        self.wash_trade_check = False     # refuse an order while an opposite one of the same
+                                          # symbol is open (Alpaca's "potential wash trade")
         self.peak_position: dict[str, int] = {}           # the most ever held, per symbol
         # Clients that can tell when what a test awaits will never come (a bot
         # that exited, or that logged why it did not follow a signal): each
@@ -471,7 +476,10 @@ class FakeAlpaca:
                 book["trades"].append(item)
 
     async def post_order(self, request: web.Request) -> web.Response:
-        body = await request.json()
+        return await self._place(await request.json())
+
+    async def _place(self, body: dict) -> web.Response:
+        """Create the order a submit asks for (or refuse it), as Alpaca does."""
         try:
             qty = int(body["qty"])
             side, kind, tif = body["side"], body["type"], body["time_in_force"]
@@ -481,6 +489,10 @@ class FakeAlpaca:
         coid = body.get("client_order_id") or str(uuid.uuid4())
         if any(o["client_order_id"] == coid for o in self.orders.values()):
             return error_body(422, "client_order_id must be unique", 40010001)
+        if self.wash_trade_check and any(
+                o["symbol"] == body["symbol"] and o["side"] != side and o["status"] in OPEN_STATES
+                for o in self.orders.values()):
+            return error_body(403, "potential wash trade detected. use complex orders", 40310000)
         order = new_order(body["symbol"], side, kind, tif, qty, limit, coid)
         if self.tape is not None:       # in market time: its triggering print, or now
             order["_market_t"] = self._print_times.get((body["symbol"], limit),
@@ -638,6 +650,11 @@ class FakeAlpaca:
                 action = req.get("action")
                 if action in ("auth", "authenticate") and await self._cut(ws, "trading"):
                     pass                          # gone in the middle of the sign-in
+                elif action in ("auth", "authenticate") and self.odd_sign_in_replies > 0:
+                    self.odd_sign_in_replies -= 1  # a reply of an unexpected shape, then a close
+                    await ws.send_bytes(json.dumps({"stream": "authorization",
+                                                    "data": None}).encode())
+                    await ws.close()
                 elif action in ("auth", "authenticate"):
                     data = req.get("data") or {}
                     key = req.get("key") or data.get("key_id")
@@ -941,6 +958,18 @@ class FakeAlpaca:
             if m["T"] == "q":
                 self.book[m["S"]] = (round(m["bp"] * 100), round(m["ap"] * 100), m["bs"], m["as"])
         self.call(self._broadcast_data, list(messages))
+        for symbol in {m["S"] for m in messages if m["T"] == "q"}:
+            self.call(self._fill_waiting_market_orders, symbol)
+
+    async def _fill_waiting_market_orders(self, symbol: str) -> None:
+        """A market order that found its side of the book empty (no bid to
+        sell to) fills against the next quote that shows one."""
+        for order in list(self.orders.values()):
+            if (order["symbol"] == symbol and order["type"] == "market"
+                    and order["status"] in OPEN_STATES and self.tape is None):
+                left = int(order["qty"]) - int(order["filled_qty"])
+                plan = self._plan(order, None, self.default_policy)
+                await self._execute(order, [(min(n, left), p) for n, p in plan][:1])
 
     def wait_until(self, predicate: Callable[[], Any], what: str, timeout: float = WAIT_S,
                    hopeless: Optional[Callable[[], Optional[str]]] = None) -> Any:
@@ -1033,6 +1062,14 @@ class FakeAlpaca:
                      status="filled" if filled >= qty else "partially_filled")
         self.orders[order["id"]] = order
         return order
+
+    def place_late(self, body: dict) -> dict:
+        """Create, now, the order a submit asked for that the fake answered
+        without creating (a 5xx, a timeout): a slow gateway, or a queue at the
+        broker, creating it after all. Its `new` update and fills follow as
+        for any order (the default policy: it fills against the book)."""
+        self.call(self._place, body)
+        return self.order_by_client_id(body["client_order_id"])
 
     def resting_order(self, symbol: str, side: str, qty: int, limit_cents: int,
                       coid: str) -> dict:

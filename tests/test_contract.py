@@ -48,6 +48,12 @@ def test_constants_are_the_shipped_ones():
             tt.TICK_CENTS) == (100, 100, Decimal("1.8"), 50 * MS, 1), PINNED
 
 
+def test_no_level_from_a_bid_under_a_dollar():
+    """A quote whose bid is under $1 makes no level (the rule is about one-cent
+    levels: stocks under $1 quote in hundredths of a cent)."""
+    assert tt.MIN_LEVEL_BID_CENTS == 100, PINNED
+
+
 def test_regular_conditions_are_the_shipped_ones():
     """A print is followed only if every condition code in its `c` list is one of
     " ", "@", "F"."""
