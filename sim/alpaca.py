@@ -52,12 +52,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Optional
 
 import msgpack
 from aiohttp import WSMsgType, web
 
-from sim.tape import Tape, encode
+from sim.tape import LOT_SHARES, SIP_SIZES_IN_SHARES_FROM_NS, Tape, encode
 
 KEY_ID = "PKFAKE0000000000000"
 SECRET_KEY = "fake-secret-0000000000000000000000000000"
@@ -394,6 +395,8 @@ class FakeAlpaca:
 
     def _history_query(self, request: web.Request) -> tuple[dict, Optional[web.Response]]:
         """The data API's query parameters, checked as Alpaca checks them."""
+        if not self.history:               # not Alpaca's answer: the simulator's own word
+            return {}, error_body(404, NO_HISTORY)
         q = request.query
         try:
             start = _data_time(q["start"]) if "start" in q else 0
@@ -420,7 +423,7 @@ class FakeAlpaca:
             except ValueError:
                 return {}, error_body(400, "invalid page token", 40010000)
         return {"start": start, "end": end, "limit": int(limit), "offset": offset,
-                "desc": q.get("sort") == "desc"}, None
+                "desc": q.get("sort") == "desc", "feed": feed}, None
 
     def _history_items(self, symbol: str, kind: str, query: dict) -> list[dict]:
         items = [i for i in self.history.get(symbol, {}).get(kind, [])
@@ -431,7 +434,9 @@ class FakeAlpaca:
         lo = query["offset"]
         hi = lo + min(query["limit"], self.page_cap)
         token = base64.b64encode(f"offset:{hi}".encode()).decode() if hi < len(items) else None
-        return [{**i, "t": rfc3339(i["t"])} for i in items[lo:hi]], token
+        return [in_lots({**i, "t": rfc3339(i["t"])}) if query["feed"] == "sip" and "bs" in i
+                and i["t"] < SIP_SIZES_IN_SHARES_FROM_NS else {**i, "t": rfc3339(i["t"])}
+                for i in items[lo:hi]], token
 
     async def history_one(self, request: web.Request) -> web.Response:
         """GET /v2/stocks/{symbol}/quotes|trades: one symbol, a page at a time."""
@@ -1098,6 +1103,21 @@ class FakeAlpaca:
             await ws.close(code=1011, message=b"dropped by the fake")
 
 
+NO_HISTORY = ("this simulated Alpaca serves no history: start it with `python -m sim.alpaca "
+              "--history` (the bundled MSFT hour), or replay a file with --data")
+BUNDLED = Path(__file__).resolve().parent / "data" / "msft_2012-06-21.csv.gz"
+
+
+def in_lots(q: dict) -> dict:
+    """A history quote as Alpaca served SIP quotes before 3 November 2025: its
+    sizes in round lots of 100. Exact (530 shares: 5.3, an int when whole),
+    so that a download of a tape in shares gives its shares back."""
+    for key in ("bs", "as"):
+        lots = q[key] / LOT_SHARES
+        q[key] = int(lots) if lots == int(lots) else lots
+    return q
+
+
 def sender(ws: web.WebSocketResponse, packed: bool) -> Callable:
     """A sender in the connection's codec: msgpack binary or JSON text."""
     async def send(messages: list[dict]) -> None:
@@ -1178,16 +1198,26 @@ def cancel_error(symbol: str, price: int, size: int, t_ns: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description="A local fake Alpaca on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=0, help="port (default: any free one)")
+    parser.add_argument("--history", action="store_true",
+                        help="serve the bundled MSFT hour (2012-06-21 09:30-10:30 ET) through "
+                        "the historical routes, so the replay's download, cache and range "
+                        "path can be tried without keys")
     args = parser.parse_args()
     fake = FakeAlpaca()
+    if args.history:
+        fake.load_history(Tape(BUNDLED))
 
     async def run() -> None:
         await fake.serve(args.port)
         print(f"fake Alpaca listening on {fake.url}  (Ctrl+C to stop)")
-        print("point the bot at it with:")
+        print("point the bot (or the replay) at it with:")
         for name, value in fake.env().items():
             print(f"  export {name}={value}")
-        print("and run it with --live: the fake is not Alpaca's paper endpoint")
+        print("and run the bot with --live: the fake is not Alpaca's paper endpoint")
+        if args.history:
+            print("then replay the bundled hour through its historical routes with:\n"
+                  "  python -m sim.replay --symbol MSFT --date 2012-06-21 --start 09:30 "
+                  "--end 10:30")
         await asyncio.Event().wait()
 
     try:

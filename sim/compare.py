@@ -27,9 +27,9 @@ from typing import Optional
 import tick_taker as tt
 from sim import history, replay
 from sim.bot import load_rules
-from sim.report import (analyse, book_marks, last_mids, moved_our_way, pnl, pnl_curve, table,
-                        tape_books)
-from sim.tape import Tape, TapeError
+from sim.report import (analyse, book_marks, last_mids, moved_our_way, pnl, pnl_curve,
+                        save_time_chart, table, tape_books)
+from sim.tape import Tape
 
 
 @dataclass
@@ -117,7 +117,6 @@ def compare_chart(curves: list[tuple[str, list[tuple[int, float]]]], path: Path,
 
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(12, 4))
@@ -126,17 +125,10 @@ def compare_chart(curves: list[tuple[str, list[tuple[int, float]]]], path: Path,
             ts = [dt.datetime.fromtimestamp(t / 1e9, history.ET).replace(tzinfo=None)
                   for t, _ in points]
             ax.step(ts, [p for _, p in points], where="post", color=color, label=name)
-    ax.axhline(0, color="0.6", lw=0.5)
     ax.set_ylabel("P&L ($, marked to mid)")
-    ax.set_xlabel("time (New York)")
-    locator = mdates.AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     ax.legend(loc="upper left")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_time_chart(fig, ax, path)
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -151,6 +143,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                    help="folder for the comparison and each version's replay "
                    "(default compare-report)")
     args = replay.check_args(p, p.parse_args(argv))
+    if len(args.latency_ms) > 1:
+        p.error("--latency-ms: one latency for a comparison (sim.replay takes several)")
     for script in (args.original, args.mine):
         if not script.is_file():
             p.error(f"{script}: no such file")
@@ -172,7 +166,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     lines: list[str] = []
     codes = []
     days = 0
-    try:
+    with replay.said_plainly("compare") as failed:
         for tape, source, out, feed in replay.tapes(args):
             day = []
             marks = book_marks(tape_books(tape))
@@ -188,12 +182,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 totals[k] = totals[k].add(day[k])
             lines += [f"{source}: {len(tape.events):,} events", *side_by_side(names, *day), ""]
             days += 1
-    except (history.HistoryError, tt.FatalError, TapeError) as exc:
-        print(f"compare: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("compare: interrupted", file=sys.stderr)
-        return 130
+    if failed:
+        return failed[0]
     if days > 1:                        # several days: the total too
         lines += ["total", *side_by_side(names, *totals), ""]
     same = totals[0] == totals[1]

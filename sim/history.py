@@ -11,6 +11,15 @@ on any trading day, downloaded with alpaca-trade-api into tape files
   the SDK); a 429 or a 5xx is retried after Alpaca's reset.
 - Historical prints flagged `u` = `canceled` or `incorrect` are dropped: they
   never happened as printed.
+- Quote sizes become shares on every date: Alpaca's consolidated (SIP)
+  quotes carried `bs`/`as` in round lots of 100 until 3 November 2025
+  (its changelog of 2025-10-30, "CTA/UTP bid and ask size display change";
+  its forum staff: "ask size 15 means 1500 shares"), shares from then on
+  (the date is sim.tape.SIP_SIZES_IN_SHARES_FROM).
+  IEX's own quotes are kept as Alpaca sends them (IEX reports shares).
+- Events that share a timestamp: every trade before the quotes of the same
+  nanosecond (a print that consumed the touch comes before the quote it
+  moved; the history gives no finer order). sim/data/README.md says why.
 - A download is written to `<name>.partial` and renamed when complete, so
   an interrupted one is never trusted by a later run: it starts over.
 """
@@ -33,6 +42,7 @@ from sim import tape
 
 ET = ZoneInfo("America/New_York")
 PAGE = 10_000                         # the data API's largest page
+CACHE_VERSION = 2                     # 2: sizes in shares on every date (older files held lots)
 NO_END = 10 ** 12                     # a `limit` never reached: every page, 10,000 each
 DROPPED = frozenset({"canceled", "incorrect"})   # a print's `u` flag: not a real print
 RETRIED = [429, 500, 502, 503, 504]
@@ -118,7 +128,13 @@ def last_trading_day(rest: REST, today: Optional[dt.date] = None) -> dt.date:
 
 
 def cache_file(cache: Path, symbols: list[str], s: Session, feed: str) -> Path:
-    return cache / (f"{'+'.join(symbols)}_{s.day}_{s.start:%H%M}-{s.end:%H%M}_{feed}.csv.gz")
+    return cache / (f"{'+'.join(symbols)}_{s.day}_{s.start:%H%M}-{s.end:%H%M}_{feed}"
+                    f"_v{CACHE_VERSION}.csv.gz")
+
+
+def size_unit(day: dt.date, feed: str) -> int:
+    """Shares per unit of a historical quote's `bs`/`as` on that day and feed."""
+    return tape.LOT_SHARES if feed == "sip" and day < tape.SIP_SIZES_IN_SHARES_FROM else 1
 
 
 def tape_for(rest: REST, symbols: list[str], session: Session, feed: str, cache: Path,
@@ -149,18 +165,19 @@ def download(rest: REST, symbols: list[str], s: Session, feed: str, path: Path,
     start = s.start.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
     end = s.end.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
     streams = []
+    unit = size_unit(s.day, feed)
     for symbol in symbols:
         for kind in ("trades", "quotes"):       # a trade before the quote it moved
             fetch = rest.get_trades_iter if kind == "trades" else rest.get_quotes_iter
             streams.append(events(fetch(symbol, start, end, limit=NO_END, feed=feed, raw=True),
-                                  symbol, kind))
+                                  symbol, kind, unit))
     counts = {"q": 0, "t": 0}
     bar = _bar(symbols, s, progress)
     t0 = int(s.start.timestamp() * 1e9)
 
     def merged() -> Iterator[tape.Event]:
         shown = 0
-        for e in heapq.merge(*streams, key=lambda e: e[1]):
+        for e in heapq.merge(*streams, key=tape.order_key):
             counts[e[0]] += 1
             if bar is not None and (n := counts["q"] + counts["t"]) - shown >= 1000:
                 bar.update(max(0, int((e[1] - t0) / 1e9) - bar.n))
@@ -169,8 +186,10 @@ def download(rest: REST, symbols: list[str], s: Session, feed: str, path: Path,
             yield e
 
     try:
-        tape.write(path, merged(), f"{','.join(symbols)} {s.day} {s.start:%H:%M}-{s.end:%H:%M} "
-                   f"ET, feed {feed}: Alpaca historical quotes and trades", gz=True)
+        tape.write(path, merged(),
+                   f"{','.join(symbols)} {s.day} {s.start:%H:%M}-{s.end:%H:%M} ET, feed {feed}: "
+                   f"Alpaca historical quotes and trades; quote sizes in shares"
+                   f"{' (round lots x 100)' if unit != 1 else ''}", gz=True)
     except HistoryError:
         raise
     except Exception as exc:
@@ -181,12 +200,14 @@ def download(rest: REST, symbols: list[str], s: Session, feed: str, path: Path,
     return counts
 
 
-def events(items: Iterator[dict], symbol: str, kind: str) -> Iterator[tape.Event]:
-    """Alpaca's history items (raw JSON) as tape events; dropped prints left out."""
+def events(items: Iterator[dict], symbol: str, kind: str,
+           unit: int = 1) -> Iterator[tape.Event]:
+    """Alpaca's history items (raw JSON) as tape events; dropped prints left
+    out; quote sizes times `unit` (shares per lot, see size_unit)."""
     if kind == "quotes":
         for q in items:
             yield ("q", tt.parse_ns(q["t"]), symbol, round(q["bp"] * 10000),
-                   round(q["ap"] * 10000), q["bs"], q["as"])
+                   round(q["ap"] * 10000), round(q["bs"] * unit), round(q["as"] * unit))
     else:
         for t in items:
             if t.get("u") in DROPPED:

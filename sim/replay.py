@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import sys
 import time
@@ -43,7 +44,8 @@ from sim import history
 from sim.alpaca import FakeAlpaca, FillPolicy
 from sim.bot import SCRIPT, Bot, clean_env, load_rules
 from sim.report import (JournalRun, Outcome, analyse, chart, could_trigger, day_row,
-                        range_table, read_journal, report, tape_books)
+                        last_mids, latency_table, range_table, read_journal, report,
+                        tape_books)
 from sim.tape import Tape, TapeError
 
 DATA = Path(__file__).resolve().parent / "data" / "msft_2012-06-21.csv.gz"
@@ -132,10 +134,11 @@ def replay_tape(tape: Tape, source: str, args: argparse.Namespace, out: Path,
     """Replay one tape through args.bot; write its report and chart (and print
     them unless `quiet`); its day row, and the run."""
     counts = analyse(tape, load_rules(args.bot))
-    result = run(tape, args.speed, args.quantity, args.latency_ms, out, not args.quiet,
+    first, *more = args.latency_ms
+    result = run(tape, args.speed, args.quantity, first, out, not args.quiet,
                  bot_script=args.bot, feed=feed)
     how = ("as fast as the bot keeps up" if args.speed is None else
-           f"real time x {args.speed:g}") + (f", order latency {args.latency_ms:g} ms, "
+           f"real time x {args.speed:g}") + (f", order latency {first:g} ms, "
                                              f"--quantity {args.quantity}, {result.seconds:.1f} s")
     if args.bot.resolve() != SCRIPT:
         how += f", bot {args.bot}"
@@ -143,6 +146,15 @@ def replay_tape(tape: Tape, source: str, args: argparse.Namespace, out: Path,
                if "SUMMARY" in line and "INFO" in line] or ["(no summary: see bot.log)"]
     text = report(tape, counts, result.outcomes, source, how, summary, result.exit_code,
                   result.journal.signals)
+    if more:                              # the same data again, a bot run per latency
+        runs = [(first, result.outcomes)]
+        for ms in more:
+            again = run(tape, args.speed, args.quantity, ms, out / f"latency-{ms:g}ms",
+                        not args.quiet, bot_script=args.bot, feed=feed)
+            runs.append((ms, again.outcomes))
+        text += ("\n\nBy order latency (print to the order reaching the market; the same "
+                 "data, a bot run each; the tables above are the first's):\n"
+                 + "\n".join(latency_table(last_mids(tape), runs)))
     journal = out / tt.DEFAULT_JOURNAL
     text += (f"\n\nThis run in the bot's journal: python -m sim.report --journal {journal} "
              f"--run {result.journal.run['run_id']}")
@@ -202,14 +214,19 @@ def positive(text: str) -> float:
     return value
 
 
-def latency(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r}: must be 0 or more milliseconds")
-    return value
+def latencies(text: str) -> list[float]:
+    """--latency-ms: one latency, or several separated by commas (a run each)."""
+    values = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            value = -1
+        if not 0 <= value < float("inf"):
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: milliseconds, 0 or more, or several separated by commas (0,5,20,50)")
+        values.append(value)
+    return values
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -229,8 +246,9 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                    help="'max' (default: as fast as the bot keeps up) or N for real time x N")
     p.add_argument("--minutes", type=positive, help="replay only the first N minutes")
     p.add_argument("--quantity", type=tt.lots, default=500, help="the bot's --quantity (500)")
-    p.add_argument("--latency-ms", type=latency, default=5.0,
-                   help="order latency in market time before matching (default 5)")
+    p.add_argument("--latency-ms", type=latencies, default=[5.0], metavar="MS[,MS...]",
+                   help="order latency in market time before matching (default 5); several "
+                   "(0,5,20,50) replay the same data once each and add a row per latency")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -286,18 +304,30 @@ def tapes(args: argparse.Namespace):
                out, args.feed)
 
 
+@contextlib.contextmanager
+def said_plainly(prog: str):
+    """An expected failure (no data, refused keys, a bad tape, a bot that does
+    not start) or Ctrl+C, said in one line instead of a traceback; the exit
+    code it calls for is appended to the list it gives."""
+    failed: list[int] = []
+    try:
+        yield failed
+    except (history.HistoryError, tt.FatalError, TapeError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        failed.append(2)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        failed.append(130)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     rows = []
-    try:
+    with said_plainly("replay") as failed:
         for tape, source, out, feed in tapes(args):
             rows.append(replay_tape(tape, source, args, out, feed)[0])
-    except (history.HistoryError, tt.FatalError, TapeError) as exc:
-        print(f"replay: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("replay: interrupted", file=sys.stderr)
-        return 130
+    if failed:
+        return failed[0]
     if len(rows) > 1:
         text = range_table([r[:-1] for r in rows])
         print(text)

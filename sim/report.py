@@ -205,6 +205,28 @@ def bot_table(marks: dict[str, float], outcomes: dict[str, Outcome]) -> list[str
                   "realized P&L", "marked to mid"], rows)
 
 
+def latency_table(marks: dict[str, float], runs: list[tuple[float, dict[str, Outcome]]]
+                  ) -> list[str]:
+    """What the bot did at each order latency, all symbols together: a row each."""
+    rows = []
+    for ms, outcomes in runs:
+        orders = [o for out in outcomes.values() for o in out.orders]
+        filled = sum(int(o["filled_qty"]) > 0 for o in orders)
+        bought = sum(n for out in outcomes.values() for _, s, n, _ in out.executions
+                     if s == "buy")
+        sold = sum(n for out in outcomes.values() for _, s, n, _ in out.executions
+                   if s == "sell")
+        realized = marked = Fraction(0)
+        for symbol, out in outcomes.items():
+            r, m, _ = pnl(out.executions, marks.get(symbol, 0))
+            realized, marked = realized + r, marked + m
+        rows.append([f"{ms:g} ms", str(len(orders)), pct(filled, len(orders)),
+                     f"{bought} / {sold}", tt.signed_dollars(realized),
+                     tt.signed_dollars(marked)])
+    return table(["latency", "orders", "filled", "bought / sold", "realized P&L",
+                  "marked to mid"], rows)
+
+
 def clock(t_ns: int) -> str:
     return dt.datetime.fromtimestamp(t_ns / 1e9, ET).strftime("%H:%M:%S")
 
@@ -344,13 +366,22 @@ def chart(books: dict[str, tuple[list[int], list]], outcomes: dict[str, Outcome]
     bottom = axes[-1]
     if points:
         bottom.step(*zip(*points), where="post", color="tab:purple")
-    bottom.axhline(0, color="0.6", lw=0.5)
     bottom.set_ylabel("P&L ($)")
+    axes[0].set_title(title)
+    save_time_chart(fig, bottom, path)
+
+
+def save_time_chart(fig, bottom, path: Path) -> None:
+    """A chart's last steps, shared by every chart here: the zero line of its
+    bottom (P&L) axes, the time axis in New York time (seconds shown when the
+    window is short), the file."""
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+    bottom.axhline(0, color="0.6", lw=0.5)
     bottom.set_xlabel("time (New York)")
     locator = mdates.AutoDateLocator()
     bottom.xaxis.set_major_locator(locator)
     bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    axes[0].set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

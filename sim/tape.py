@@ -10,18 +10,23 @@ with `#` are comments):
 
 - times: exchange nanoseconds since the epoch (UTC);
 - prices: dollars x 10,000, so a hidden midpoint print at half a cent (say
-  30.965) stays exact; sizes: shares;
+  30.965) stays exact; sizes: shares (a download converts Alpaca's SIP quote
+  sizes, round lots before 3 November 2025, to shares: sim/history.py);
 - conditions: the print's condition codes, one character each, written
   together between double quotes (`"@"`, `"@FI"`, `" "` for the regular
   sale of tapes A and B); `""` means the print carried no conditions field.
 
 Quotes of one symbol describe its book: the book at time t is the last quote
-at or before t.
+at or before t. Events that share a timestamp: every trade comes before the
+quotes of that nanosecond (order_key): a print that consumed the touch comes
+before the quote it moved, the causal reading, and the only order Alpaca's
+history (trades and quotes served apart) can be put back into.
 """
 from __future__ import annotations
 
 import bisect
 import csv
+import datetime as dt
 import functools
 import gzip
 import io
@@ -29,12 +34,26 @@ import json
 import time
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
+from zoneinfo import ZoneInfo
 
 Event = tuple          # ("q", t, symbol, bid, ask, bid_size, ask_size) or
                        # ("t", t, symbol, price, size, conditions)
 HEADER = ("# tick-taker tape: q,time_ns,symbol,bid,ask,bid_size,ask_size | "
           "t,time_ns,symbol,price,size,\"conditions\"\n"
           "# prices in dollars x 10,000; sizes in shares; times in ns since the epoch\n")
+
+
+# Alpaca's consolidated (SIP) quotes carried sizes in round lots of 100 until
+# this date, shares from then on (sim/data/README.md): the download converts.
+SIP_SIZES_IN_SHARES_FROM = dt.date(2025, 11, 3)
+SIP_SIZES_IN_SHARES_FROM_NS = int(dt.datetime(2025, 11, 3, tzinfo=ZoneInfo(
+    "America/New_York")).timestamp() * 1e9)
+LOT_SHARES = 100                      # a round lot, as the SIP counted sizes until then
+
+
+def order_key(e: Event) -> tuple[int, bool]:
+    """Tape order: by time; within a nanosecond, trades before quotes."""
+    return e[1], e[0] == "q"
 
 
 def _open(path: Path, mode: str, gz: Optional[bool] = None):

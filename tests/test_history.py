@@ -51,7 +51,7 @@ def test_multi_page_download_replays_like_the_same_data_as_a_file(alpaca, tmp_pa
     assert run_replay(tmp_path, "--symbol", "MSFT", "--date", DAY, *WINDOW) == 0
     assert data_requests(alpaca) >= 4                    # quotes and trades, several pages
     downloaded = (tmp_path / "out" / "report.txt").read_text()
-    [cached] = (tmp_path / "cache").glob("MSFT_2012-06-21_0930-0931_sip.csv.gz")
+    [cached] = (tmp_path / "cache").glob("MSFT_2012-06-21_0930-0931_sip_v2.csv.gz")
     # The same data, in the order a download gives it: quotes and trades come
     # from two endpoints, so at one timestamp a print goes before the quotes.
     same = sorted((e for e in Tape(replay.DATA, minutes=2).events if e[1] <= END_NS),
@@ -88,7 +88,7 @@ def test_interrupted_download_is_never_trusted(alpaca, tmp_path, capsys):
     """An interrupted download restarts cleanly, never leaving a truncated file
     that a later run trusts."""
     (tmp_path / "cache").mkdir()
-    stale = tmp_path / "cache" / "MSFT_2012-06-21_0930-0931_sip.csv.gz.partial"
+    stale = tmp_path / "cache" / "MSFT_2012-06-21_0930-0931_sip_v2.csv.gz.partial"
     stale.write_text("q,1,MSFT,1,2,3,4\n")                 # left by a killed run
     alpaca.force(*DATA_ROUTE, 500, "internal server error", times=None, skip=3)
     assert run_replay(tmp_path, "--symbol", "MSFT", "--date", DAY, *WINDOW) == 2
@@ -155,7 +155,7 @@ def test_iex_feed_is_asked_for_when_chosen(alpaca, tmp_path):
     alpaca.sip_delay_s = 10 ** 10                        # SIP refused, IEX fine
     assert run_replay(tmp_path, "--symbol", "MSFT", "--date", DAY, "--feed", "iex",
                       *WINDOW) == 0
-    assert list((tmp_path / "cache").glob("*_iex.csv.gz"))
+    assert list((tmp_path / "cache").glob("*_iex_v2.csv.gz"))
 
 
 def test_yesterday_is_the_last_trading_day(alpaca):
@@ -175,3 +175,72 @@ def test_signal_log_lines_carry_the_prints_exchange_time(alpaca, tmp_path):
     stamps = re.findall(r"(?:BUY|SELL) \d+ MSFT @ [\d.]+ \(.*; print at (2012-06-21T1[34]:\S+Z)\)",
                         log)
     assert stamps
+
+
+def lot_day(path, day: dt.date) -> Tape:
+    """A synthetic half-minute of MU on `day`: one-cent moves whose quotes show
+    1-9 round lots (100-900 shares), each followed by a print the bot follows."""
+    t0 = int(dt.datetime.combine(day, dt.time(9, 30), history.ET).timestamp() * 1e9)
+    events, ms = [], 10 ** 6
+    for k in range(8):
+        bid = 10_0000 + 100 * k                       # dollars x 10,000, a cent a step
+        t = t0 + k * 2_000 * ms
+        light = 100 * (1 + k % 3)                     # 1-3 lots on the light side ...
+        events += [("q", t, "MU", bid, bid + 100, 9 * light, light),   # ... 9x on the heavy
+                   ("t", t + 100 * ms, "MU", bid + 100, 100, "@")]
+    tape.write(path, events)
+    return Tape(path)
+
+
+@pytest.mark.parametrize("day, unit", [(dt.date(2025, 10, 31), "lots"),
+                                       (dt.date(2025, 11, 3), "shares")])
+def test_quote_sizes_become_shares_on_either_side_of_the_cut_over(fake, monkeypatch, tmp_path,
+                                                                 day, unit):
+    """Sizes in shares on every date: SIP quotes before 3 November 2025 came in round
+    lots of 100 (an ask size of 3 is 300 shares), and the download converts them, so
+    the bot's 100-share buys fill 100 shares against the replayed book; from that
+    day on, sizes are shares already and pass unchanged."""
+    monkeypatch.chdir(tmp_path)
+    for name, value in fake.env().items():
+        monkeypatch.setenv(name, value)
+    fake.load_history(lot_day(tmp_path / "day.csv", day))
+    served = fake._page(fake._history_items("MU", "quotes", {
+        "start": 0, "end": 10 ** 20, "desc": False}), {
+        "offset": 0, "limit": 10, "feed": "sip"})[0][0]
+    assert (served["bs"], served["as"]) == ((9, 1) if unit == "lots" else (900, 100))
+    assert run_replay(tmp_path, "--symbol", "MU", "--date", day.isoformat(),
+                      "--start", "09:30", "--end", "09:31") == 0
+    [cached] = (tmp_path / "cache").glob("*.csv.gz")
+    assert [e[5:] for e in Tape(cached).events if e[0] == "q"][:2] == [(900, 100), (1800, 200)]
+    fills = re.findall(r"FILL BUY (\d+) MU", (tmp_path / "out" / "bot.log").read_text())
+    assert fills and set(fills) == {"100"}               # never 1-9 shares
+
+
+def test_bundled_hour_served_as_history_replays_like_the_file(fake, monkeypatch, tmp_path):
+    """One rule for events that share a timestamp, the same in the bundled file and
+    the download path: the bundled hour served through the historical routes (as
+    `python -m sim.alpaca --history` serves it) replays to the file's report."""
+    from sim.alpaca import BUNDLED
+    monkeypatch.chdir(tmp_path)
+    for name, value in fake.env().items():
+        monkeypatch.setenv(name, value)
+    fake.load_history(Tape(BUNDLED))
+    assert run_replay(tmp_path, "--symbol", "MSFT", "--date", DAY,
+                      "--start", "09:30", "--end", "09:50") == 0   # a third of it: the time
+    end = int(dt.datetime(2012, 6, 21, 9, 50, tzinfo=history.ET).timestamp() * 1e9)
+    tape.write(tmp_path / "file.csv", (e for e in Tape(BUNDLED).events if e[1] <= end))
+    assert replay.main(["--quiet", "--data", str(tmp_path / "file.csv"),
+                        "--out", str(tmp_path / "file")]) == 0
+    downloaded, from_file = ((tmp_path / d / "report.txt").read_text().split(
+        "What the rules find", 1)[1].split("This run in", 1)[0] for d in ("out", "file"))
+    assert downloaded == from_file
+
+
+def test_replay_against_a_server_with_no_history_says_so(fake, monkeypatch, tmp_path, capsys):
+    """A replay against a server that serves no history says so (and how to get
+    one), not "check the symbol"."""
+    monkeypatch.chdir(tmp_path)
+    for name, value in fake.env().items():
+        monkeypatch.setenv(name, value)
+    assert run_replay(tmp_path, "--symbol", "MSFT", "--date", DAY, *WINDOW) == 2
+    assert "serves no history" in capsys.readouterr().err

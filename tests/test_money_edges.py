@@ -141,7 +141,7 @@ def test_nothing_is_sent_after_ctrl_c_even_an_order_that_was_waiting(fake, run_b
 def test_first_ctrl_c_during_a_shutdown_the_bot_began_stops_cleanly(fake, run_bot):
     """The first Ctrl+C always means "stop cleanly", whoever began the shutdown
     (here the close): the cancels go on, a summary, exit 0."""
-    fake.close_at = time.time() + 3
+    fake.close_at = time.time() + 5
     bot = run_bot("--stop-before-close", "0")
     fake.default_policy = FillPolicy(shares=0)           # the order rests ...
     fake.force(*DELETE, 500, times=None)                 # ... and cannot be cancelled yet
@@ -174,8 +174,8 @@ def test_flatten_cancels_this_runs_open_orders_before_it_sells(fake, run_bot):
     until they are terminal, then sells at market (Alpaca refuses a sell that could
     trade against our own open buy: a potential wash trade)."""
     fake.wash_trade_check = True
-    fake.close_at = time.time() + 6
-    bot = run_bot("--stop-before-close", "0.05", "--flatten-at-close")   # 3 s before
+    fake.close_at = time.time() + 10
+    bot = run_bot("--stop-before-close", "0.1", "--flatten-at-close")   # 6 s before
     buy_signal(fake, 1000, t=0)
     bot.wait_log(f"FILL BUY {LOT}")
     fake.default_policy = FillPolicy(shares=0)           # the next buy rests ...
@@ -194,15 +194,14 @@ def test_flatten_cancels_this_runs_open_orders_before_it_sells(fake, run_bot):
 
 
 def test_wash_trade_refusal_of_a_flatten_is_retried(fake, run_bot):
-    """Alpaca's wash-trade refusal (403, "potential wash trade") of a flatten is
-    retried until the close, logged in words."""
-    fake.close_at = time.time() + 5
-    bot = run_bot("--stop-before-close", "0.05", "--flatten-at-close")   # 3 s before
+    """Alpaca's wash-trade refusal (403, "potential wash trade") of a flatten (here
+    the loss limit's) is retried until the close, logged in words."""
+    bot = run_bot("--max-loss", "5")
     buy_signal(fake, 1000, t=0)
     bot.wait_log(f"FILL BUY {LOT}")
     fake.force(*POST, 403, "potential wash trade detected. use complex orders", times=2)
-    bot.wait_log("FLATTEN", timeout=10)
-    assert bot.wait_exit(timeout=10) == 0
+    fake.push(quote(SYMBOL, 995, 996, HEAVY, LIGHT, at(5000)))   # -$6: the limit trips
+    assert bot.wait_exit(timeout=15) == tt.EXIT_LOSS_LIMIT
     out = bot.output()
     assert out.count("refused as a potential wash trade") == 2
     assert assert_in_step(fake, out, 0)["position"] == fake.position_qty(SYMBOL) == 0

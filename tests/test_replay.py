@@ -135,3 +135,19 @@ def test_replay_of_a_malformed_tape_says_so(tmp_path, capsys):
     bad.write_text("q,1,MSFT,100000,100100,100\n")
     assert replay.main(["--data", str(bad), "--quiet", "--out", str(tmp_path)]) == 2
     assert "is not a tape event" in capsys.readouterr().err
+
+
+def test_latency_list_replays_once_per_latency_with_a_row_each(tmp_path, capsys):
+    """--latency-ms 0,20: one bot run per latency on the same data and a report row
+    for each; the first is the run the report's other tables show (README, "Fill
+    assumptions"), and a later order meets a different book."""
+    assert replay.main(["--latency-ms", "0,20", "--minutes", "20", "--quiet",
+                        "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "report.txt").read_text()
+    rows = re.findall(r"^\s+(\d+) ms\s+(\d+)\s+(\S+ \(\d+%\))\s+(\d+ / \d+)\s+(\S+)\s+(\S+)$",
+                      report.split("By order latency", 1)[1], re.M)
+    assert [r[0] for r in rows] == ["0", "20"] and rows[0][1:] != rows[1][1:]
+    did = re.search(r"^\s+MSFT\s+(\d+) \(\d+/\d+\)\s+(\S+ \(\d+%\))\s+(\d+) / (\d+)\s+[+-]\d+\s+"
+                    r"(\S+)\s+(\S+)$", report.split("What the bot did", 1)[1], re.M)
+    assert rows[0][1:] == (did[1], did[2], f"{did[3]} / {did[4]}", did[5], did[6])
+    assert (tmp_path / "latency-20ms" / "bot.log").exists()

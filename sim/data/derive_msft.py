@@ -9,6 +9,10 @@ Rules, in the source's row order:
 - a trade event for each execution row (type 4 visible, type 5 hidden), at
   the row's price and size, *before* the quote that row causes (the print,
   then the book it left);
+- then, within one nanosecond, every trade before the quotes (the tape's one
+  rule for events that share a timestamp, `sim.tape.order_key`: the only
+  order Alpaca's history, which serves trades and quotes apart, can be put
+  back into, so this file and a download of the same data replay alike);
 - a quote event whenever the best bid, best ask or either size changes
   (rows where one side of the book is empty are skipped);
 - exchange timestamps kept to the nanosecond (seconds after midnight in New
@@ -44,7 +48,8 @@ OUT = HERE / "msft_2012-06-21.csv.gz"
 MIDNIGHT_NS = calendar.timegm((2012, 6, 21, 4, 0, 0)) * 1_000_000_000   # 00:00 EDT
 COMMENT = """\
 MSFT, Nasdaq, 2012-06-21 09:30-10:30 ET: LOBSTER sample, level 1 rebuilt from messages.
-Derived by sim/data/derive_msft.py. Every print is a regular Nasdaq trade (condition "@")."""
+Derived by sim/data/derive_msft.py. Every print is a regular Nasdaq trade (condition "@").
+Within a nanosecond, trades come before quotes (sim/tape.py, order_key)."""
 SYMBOL = "MSFT"
 
 
@@ -80,7 +85,7 @@ def derive(source: Path) -> tuple[int, int]:
             counts[e[0]] += 1
             yield e
 
-    tape.write(OUT, counted(), COMMENT)
+    tape.write(OUT, sorted(counted(), key=tape.order_key), COMMENT)   # a stable sort
     return counts["q"], counts["t"]
 
 
