@@ -276,16 +276,6 @@ def test_missing_keys_exit_nonzero_naming_the_variables(fake, tmp_path):
     assert "Traceback" not in out and fake.received.requests == []
 
 
-@pytest.mark.parametrize("args", [["--quantity", "150"], ["--quantity", "0"],
-                                  ["--quantity", "abc"], ["--feed", "nasdaq"]])
-def test_bad_flags_exit_nonzero_naming_the_flag(fake, tmp_path, args):
-    """--quantity must be a positive multiple of 100, else an argparse error that
-    names --quantity."""
-    bot = Bot(args, clean_env(**fake.env()), tmp_path)
-    assert bot.wait_exit() == 2
-    assert args[0] in bot.output() and fake.received.requests == []
-
-
 def test_placeholder_keys_from_env_example_are_refused_plainly(fake, tmp_path):
     """A .env copied from .env.example but not filled in: a clear message, no request."""
     example = (ROOT / ".env.example").read_text()

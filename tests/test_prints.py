@@ -61,15 +61,20 @@ def test_corrections_and_cancels_never_trigger(fake, bot, message):
     assert sentinel(fake, 0) == []
 
 
-@pytest.mark.parametrize("conditions", [[" "], ["@", "F"], ["F"], NO_FIELD],
-                         ids=["regular tape A/B", "sweep tape C", "sweep", "no c field"])
-def test_regular_prints_are_followed(fake, bot, conditions):
+REGULAR = {"regular tape A/B": [" "], "sweep tape C": ["@", "F"], "sweep": ["F"],
+           "no c field": NO_FIELD}
+
+
+def test_regular_prints_are_followed(fake, bot):
     """Regular sale (" ", "@"), intermarket sweep ("F"); a print with no `c` field
     counts as regular."""
-    level_t = arm(fake, 1000, t=0)
-    fake.push(trade(SYMBOL, 1001, PRINT, at(level_t + AFTER_MS), conditions))
-    [order] = fake.wait_orders(1)
-    assert (order["side"], limit_cents(order)) == ("buy", 1001)
+    for k, conditions in enumerate(REGULAR.values()):   # one bot, a level each
+        bid = 1000 + 10 * k
+        level_t = arm(fake, bid, t=1000 * k)
+        fake.push(trade(SYMBOL, bid + 1, PRINT, at(level_t + AFTER_MS), conditions))
+    orders = fake.wait_orders(len(REGULAR))
+    assert [(o["side"], limit_cents(o)) for o in orders] == [
+        ("buy", 1000 + 10 * k + 1) for k in range(len(REGULAR))], list(REGULAR)
 
 
 def test_empty_ask_side_never_buys(fake, bot):

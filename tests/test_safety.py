@@ -104,12 +104,21 @@ def test_symbol_alpaca_cannot_trade_stops_before_anything_trades(fake, run_bot, 
     ["--quantity", "150"], ["--quantity", "0"], ["--quantity", "abc"],
     ["--quantity", "100000000"], ["--feed", "nasdaq"],
 ])
-def test_bad_flag_stops_before_any_request_naming_the_flag(fake, tmp_path, args):
-    """Every numeric flag has a sane range checked by argparse; so has --symbol."""
-    bot = Bot(args, clean_env(**fake.env()), tmp_path)
+def test_bad_flag_stops_before_anything_else_naming_the_flag(args, capsys):
+    """Every numeric flag has a sane range checked by argparse; so has --symbol
+    (the command line is read first: nothing is set up before it is valid)."""
+    with pytest.raises(SystemExit) as stopped:
+        tt.main(args)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and args[0] in err and "Traceback" not in err
+
+
+def test_bad_flag_exits_2_before_any_request(fake, tmp_path):
+    """... end to end: the real script exits 2 naming the flag, with no request sent."""
+    bot = Bot(["--quantity", "150"], clean_env(**fake.env()), tmp_path)
     assert bot.wait_exit() == 2
     out = bot.output()
-    assert args[0] in out and "Traceback" not in out
+    assert "--quantity" in out and "Traceback" not in out
     assert fake.received.requests == []
 
 
