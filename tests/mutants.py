@@ -169,7 +169,7 @@ MUTANTS = {
 }
 
 _COMMENT = re.compile(r"\s+#.*$")
-PARALLEL = ["-n", "4"] if importlib.util.find_spec("xdist") else []
+PARALLEL = ["-n", "4", "--dist", "worksteal"] if importlib.util.find_spec("xdist") else []
 
 
 def _code(line: str) -> str:
