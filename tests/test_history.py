@@ -9,10 +9,13 @@ import re
 
 import pytest
 
+import tick_taker as tt
 from sim import history, replay, tape
 from sim.report import analyse
 from sim.tape import Tape
+from tests.helpers import LOT, PRINT
 
+HEAVY_TIMES = int(tt.IMBALANCE_RATIO) + 1            # the heavy side: this many times the light
 DATA_ROUTE = ("GET", "/v2/stocks/{symbol}/{kind}")
 DAY = "2012-06-21"                                   # the bundled hour's day (a Thursday)
 WINDOW = ["--start", "09:30", "--end", "09:31:30"]
@@ -178,16 +181,17 @@ def test_signal_log_lines_carry_the_prints_exchange_time(alpaca, tmp_path):
 
 
 def lot_day(path, day: dt.date) -> Tape:
-    """A synthetic half-minute of MU on `day`: one-cent moves whose quotes show
-    1-9 round lots (100-900 shares), each followed by a print the bot follows."""
+    """A synthetic half-minute of MU on `day`: one-cent moves whose quotes show a
+    few round lots a side (the heavy side outweighs by the rule's ratio), each
+    followed by a print the bot follows."""
     t0 = int(dt.datetime.combine(day, dt.time(9, 30), history.ET).timestamp() * 1e9)
     events, ms = [], 10 ** 6
     for k in range(8):
         bid = 10_0000 + 100 * k                       # dollars x 10,000, a cent a step
         t = t0 + k * 2_000 * ms
-        light = 100 * (1 + k % 3)                     # 1-3 lots on the light side ...
-        events += [("q", t, "MU", bid, bid + 100, 9 * light, light),   # ... 9x on the heavy
-                   ("t", t + 100 * ms, "MU", bid + 100, 100, "@")]
+        light = 100 * (1 + k % 3)                     # 1-3 lots on the light side
+        events += [("q", t, "MU", bid, bid + 100, HEAVY_TIMES * light, light),
+                   ("t", t + 100 * ms, "MU", bid + 100, PRINT, "@")]
     tape.write(path, events)
     return Tape(path)
 
@@ -207,13 +211,15 @@ def test_quote_sizes_become_shares_on_either_side_of_the_cut_over(fake, monkeypa
     served = fake._page(fake._history_items("MU", "quotes", {
         "start": 0, "end": 10 ** 20, "desc": False}), {
         "offset": 0, "limit": 10, "feed": "sip"})[0][0]
-    assert (served["bs"], served["as"]) == ((9, 1) if unit == "lots" else (900, 100))
+    heavy = HEAVY_TIMES * 100
+    assert (served["bs"], served["as"]) == ((heavy // 100, 1) if unit == "lots" else (heavy, 100))
     assert run_replay(tmp_path, "--symbol", "MU", "--date", day.isoformat(),
                       "--start", "09:30", "--end", "09:31") == 0
     [cached] = (tmp_path / "cache").glob("*.csv.gz")
-    assert [e[5:] for e in Tape(cached).events if e[0] == "q"][:2] == [(900, 100), (1800, 200)]
+    assert [e[5:] for e in Tape(cached).events if e[0] == "q"][:2] == [(heavy, 100),
+                                                                       (2 * heavy, 200)]
     fills = re.findall(r"FILL BUY (\d+) MU", (tmp_path / "out" / "bot.log").read_text())
-    assert fills and set(fills) == {"100"}               # never 1-9 shares
+    assert fills and set(fills) == {str(LOT)}            # a lot, never 1-3 shares
 
 
 def test_bundled_hour_served_as_history_replays_like_the_file(fake, monkeypatch, tmp_path):
