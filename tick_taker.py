@@ -1836,8 +1836,9 @@ class TickTaker:
         """After a frame: for each signal waiting for its mid 1 s (or 10 s)
         later, the mid at the last quote of its symbol at or before that time.
         Called for every frame while a mid is awaited, so a frame is checked
-        by its last quote's time as text (see `earlier`); times are parsed
-        only from the second a mid is due."""
+        by its last quote's time as text (see `earlier`), and then each quote
+        against the soonest due time only; times are parsed only within the
+        second a mid is due."""
         for symbol, waiting in list(self.mid_watch.items()):
             for last in reversed(messages):        # the frame's last quote of the symbol
                 if last.get("S") == symbol and last.get("T") == "q":
@@ -1849,15 +1850,18 @@ class TickTaker:
                 for w in waiting:                   # nothing due: the mid so far
                     w[3] = quote.mid
                 continue
+            mid = waiting[0][3]                    # the mid so far (every entry has it)
             for m in messages:                     # a time is passed in this frame: where
                 if m.get("S") != symbol or m.get("T") != "q":
                     continue
-                t_ns = as_ns(m["t"])
-                for w in [w for w in waiting if w[0] < t_ns]:
-                    self.journal.add(J_MID[w[2]], w[3], self.run_id, w[1])
-                    waiting.remove(w)
-                for w in waiting:
-                    w[3] = (m["bp"] + m["ap"]) * 50
+                # Soonest first: a quote past a due time (t > due: not t < due + 1,
+                # as text while in an earlier second) closes it at the mid so far.
+                while waiting and not earlier(m["t"], waiting[0][0] + 1, waiting[0][4]):
+                    w = waiting.pop(0)
+                    self.journal.add(J_MID[w[2]], mid, self.run_id, w[1])
+                mid = (m["bp"] + m["ap"]) * 50
+            for w in waiting:
+                w[3] = mid
             if not waiting:
                 del self.mid_watch[symbol]
         if not self.mid_watch:

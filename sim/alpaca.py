@@ -45,6 +45,7 @@ import asyncio
 import base64
 import datetime as dt
 import functools
+import itertools
 import json
 import re
 import threading
@@ -114,6 +115,9 @@ class FillPolicy:
     pieces: tuple[int, ...] = ()      # split the fill into these executions
     delay_ms: int = 0                 # fill this long after the reply (a cancel may win)
     before_reply: bool = False        # send the fill events before answering the POST
+    ioc: bool = False                 # with before_reply: a limit's unfilled rest is cancelled
+                                      # before the reply too (the replay: the bot's own cancel
+                                      # would come a moment later, and nothing fills it meanwhile)
     cancel_event: str = "canceled"    # what a cancel produces (e.g. "expired")
     marketable_only: bool = True      # False: fill even a non-marketable limit
 
@@ -172,6 +176,7 @@ class FakeAlpaca:
         self.latency_s: dict[tuple[str, str], float] = {}
         self.book: dict[str, tuple[int, int, int, int]] = {}    # bid, ask, sizes
         self.orders: dict[str, dict] = {}                       # by Alpaca id
+        self.by_client_id: dict[str, dict] = {}                 # the same, by client_order_id
         self.positions: dict[str, list] = {}                    # symbol -> [qty, cost]
         self.received = Received()
         self.subscriptions: dict[str, set[str]] = {"trades": set(), "quotes": set()}
@@ -180,6 +185,8 @@ class FakeAlpaca:
         self.drop_after_subscribe = 0     # close the next N data sockets once subscribed
         self.listen_delay_s = 0.0         # acknowledge `listen` this late
         self.odd_sign_in_replies = 0      # answer the next N trading sign-ins {"data": null}
+        self.compress_data = True         # offer permessage-deflate on the data stream (the
+                                          # replay turns it off: on loopback it only costs CPU)
         self.wash_trade_check = False     # refuse an order while an opposite one of the same
                                           # symbol is open (Alpaca's "potential wash trade")
         self.peak_position: dict[str, int] = {}           # the most ever held, per symbol
@@ -192,6 +199,7 @@ class FakeAlpaca:
         self._changed = threading.Condition()
         self._stir: Optional[asyncio.Event] = None   # _notify() on the loop (the replay)
         self._pongs: dict[bytes, asyncio.Future] = {}
+        self._ping_ids = itertools.count(1)
         self.data_sent_at = 0.0                   # perf_counter() after the last data frame
         self.tape: Optional[Tape] = None          # set while replaying a tape
         self.replay_latency_ns = 0
@@ -492,7 +500,7 @@ class FakeAlpaca:
         except (KeyError, ValueError, TypeError) as exc:
             return error_body(422, f"invalid order: {exc}", 40010001)
         coid = body.get("client_order_id") or str(uuid.uuid4())
-        if any(o["client_order_id"] == coid for o in self.orders.values()):
+        if coid in self.by_client_id:
             return error_body(422, "client_order_id must be unique", 40010001)
         if self.wash_trade_check and any(
                 o["symbol"] == body["symbol"] and o["side"] != side and o["status"] in OPEN_STATES
@@ -502,16 +510,23 @@ class FakeAlpaca:
         if self.tape is not None:       # in market time: its triggering print, or now
             order["_market_t"] = self._print_times.get((body["symbol"], limit),
                                                        self._replay_clock())
-        self.orders[order["id"]] = order
+        self._add(order)
         policy = self.policies.pop(0) if self.policies else self.default_policy
         executions = self._plan(order, limit, policy)
         if policy.before_reply:
             await self._events(order, "new")
             await self._execute(order, executions)
+            if policy.ioc and kind == "limit" and order["status"] in OPEN_STATES:
+                self._close(order, "canceled")       # the rest, at once (see FillPolicy.ioc)
+                await self._events(order, "canceled")
         else:
             asyncio.get_running_loop().create_task(self._after_reply(order, executions, policy))
         order["_cancel_event"] = policy.cancel_event
         return web.json_response(public(order))
+
+    def _add(self, order: dict) -> None:
+        self.orders[order["id"]] = order
+        self.by_client_id[order["client_order_id"]] = order
 
     def _plan(self, order: dict, limit: Optional[int], policy: FillPolicy) -> list[tuple[int, int]]:
         """The executions (shares, price in cents) this order will get."""
@@ -589,11 +604,10 @@ class FakeAlpaca:
         return web.json_response(public(order))
 
     async def get_order_by_client_id(self, request: web.Request) -> web.Response:
-        coid = request.query.get("client_order_id")
-        for order in self.orders.values():
-            if order["client_order_id"] == coid:
-                return web.json_response(public(order))
-        return error_body(404, "order not found", 40410000)
+        order = self.by_client_id.get(request.query.get("client_order_id"))
+        if order is None:
+            return error_body(404, "order not found", 40410000)
+        return web.json_response(public(order))
 
     async def cancel_order(self, request: web.Request) -> web.Response:
         order = self.orders.get(request.match_info["id"])
@@ -710,7 +724,7 @@ class FakeAlpaca:
     async def data_stream(self, request: web.Request) -> web.WebSocketResponse:
         # autoping off: the fake answers pings itself and times its own pings'
         # pongs (the replay's lockstep and the benchmark's loop check).
-        ws = web.WebSocketResponse(autoping=False)
+        ws = web.WebSocketResponse(autoping=False, compress=self.compress_data)
         await ws.prepare(request)
         packed = request.headers.get("Content-Type", "") == "application/msgpack"
         conn = (ws, packed)
@@ -847,7 +861,7 @@ class FakeAlpaca:
         waits = []
         start = time.perf_counter()
         for ws in sockets:
-            payload = uuid.uuid4().bytes
+            payload = next(self._ping_ids).to_bytes(8, "big")
             waits.append(self._pongs.setdefault(payload, loop.create_future()))
             await ws.ping(payload)
         done = await asyncio.wait_for(asyncio.gather(*waits), timeout)
@@ -856,7 +870,7 @@ class FakeAlpaca:
     async def replay(self, tape: Tape, speed: Optional[float] = None,
                      latency_ms: float = 5.0,
                      triggers: tuple[frozenset[int], dict[int, tuple[str, int]]] = (frozenset(), {}),
-                     max_frame: int = 1000) -> None:
+                     max_frame: int = 1000, acted_pings: int = 3) -> None:
         """Stream `tape` through the market-data websocket, and match orders
         against its book.
 
@@ -864,21 +878,27 @@ class FakeAlpaca:
         one frame per timestamp. speed None: as fast as the client keeps up:
         events go out in frames of up to `max_frame`; each print listed in
         `triggers` (likely, possible: the prints the bot may follow, with
-        their symbol and level) goes in a frame of its own, after which the
-        fake pings three times, one round trip after the other (it pings
-        every 20 frames too, so the client is never far behind). Each round
-        trip is at least one turn of the bot's event loop: by the second pong
-        the bot has acted on the print, by the third an order it sent is on
-        the wire (on Python 3.11 aiohttp writes a request's body a turn after
-        the request is made).
-        After a likely one it also gives the bot a few milliseconds more. If
-        an order came, it waits until the order is done and its events read,
+        their symbol and level) goes in a frame of its own; the frames after
+        it, which no rule can follow, go on at once (the bot reads them while
+        this server writes the next), and before the next such print the
+        fake pings `acted_pings` times, one round trip after the other (it
+        pings every 20 frames too, so the client is never far behind). Each
+        round trip is at least one turn of the bot's event loop: the first
+        pong may come before the bot read the print (websockets answers a
+        ping from its reader), by the second the bot has acted on it and, on
+        Python 3.12 and later, sent its order (an eager task writes it before
+        the handler returns); on 3.11 aiohttp writes a request's body a turn
+        later, so a third (the default). The order was then in this server's
+        socket before the last pong, and a few turns of this loop read it
+        (after a likely print, one more round trip if it has not come). If an
+        order came, it waits until the order is done and its events read,
         and passes over the later prints of that level (one attempt per
         level: they cannot trigger).
 
-        An order is matched against the book as it stood at the last print of
-        its symbol at its limit price (the print that triggered it) plus
-        `latency_ms`; a market order, at the last event sent plus the latency.
+        An order is matched against the book as it stood at the print that
+        triggered it (the last such print of its symbol at its limit price)
+        plus `latency_ms`; a market order, at the last event sent plus the
+        latency.
         """
         self.tape, self.replay_latency_ns = tape, round(latency_ms * MS_NS)
         self.replay_sent, self.replay_done = 0, False
@@ -895,28 +915,44 @@ class FakeAlpaca:
 
         likely, possible = triggers
         tried: set[tuple[str, int]] = set()        # (symbol, level) the bot ordered at
+        pending: Optional[tuple[int, tuple[str, int], bool]] = None   # the last trigger sent
 
-        async def flush(level: Optional[tuple[str, int]] = None, likely_one: bool = False) -> None:
+        async def flush() -> None:
             nonlocal since_ping
+            if not frame:
+                return
             raw = "[" + ",".join(frame) + "]"
-            orders = len(self.received.orders)
             for ws in sockets:
                 await ws.send_str(raw)
             self.replay_sent += len(frame)
             frame.clear()
             since_ping += 1
-            if level is not None or since_ping >= 20:
+            if since_ping >= 20:                     # the client is never far behind
                 await self.ping_data()
                 since_ping = 0
-            if level is not None:
-                await self.ping_data()               # the print has been acted on ...
-                await self.ping_data()               # ... and its order, if any, sent
-                if await self._settle_orders(orders, 0.003 if likely_one else 0.0):
-                    tried.add(level)
+
+        async def settle() -> None:
+            """Before the next print the bot may follow (and at the end): the
+            last one's order, if any, has come and is done, and its events are
+            read by the bot, so that the bot decides the next one as it would
+            in real time. The frames sent in between (which no rule can
+            follow) are read by the bot meanwhile: the two sides work at once."""
+            nonlocal pending
+            if pending is None:
+                return
+            before, level, likely_one = pending
+            pending = None
+            await flush()
+            for _ in range(acted_pings):             # everything sent so far acted on
+                await self.ping_data()
+            if await self._order_came(before, likely_one) and await self._settle_orders():
+                tried.add(level)
 
         for i, e in enumerate(tape.events):
             t = e[1]
             level = None if speed else possible.get(i)
+            if level is not None and level not in tried:
+                await settle()                       # the last trigger's outcome first
             trigger = level is not None and level not in tried
             if frame and ((speed and t != last_sent[0]) or trigger):
                 await flush()                            # (a trigger goes in a frame alone)
@@ -924,28 +960,42 @@ class FakeAlpaca:
                 await asyncio.sleep(delay)
             frame.append(encode(e, i))
             last_sent[0] = t
-            if e[0] == "t" and e[3] % 100 == 0:          # whole cents: a print an order may follow
-                self._print_times[(e[2], e[3] // 100)] = t
-            if trigger or (not speed and len(frame) >= max_frame):
-                await flush(level if trigger else None, i in likely)
-        if frame:
-            await flush()
+            if e[0] == "t" and e[3] % 100 == 0 and (speed or trigger):
+                self._print_times[(e[2], e[3] // 100)] = t   # the print an order may follow
+            if trigger:
+                before = len(self.received.orders)
+                await flush()
+                pending = (before, level, i in likely)
+            elif not speed and len(frame) >= max_frame:
+                await flush()
+        await settle()
+        await flush()
         await self.ping_data()                       # the client has read it all
         self.replay_done = True
         self._notify()
 
-    async def _settle_orders(self, before: int, decide_s: float,
-                             settle_s: float = 0.05) -> bool:
-        """After a print the bot may follow: give it `decide_s` more to send a
-        limit order; if it did, wait (up to `settle_s`) until its orders are
-        done and their events read by the bot, so that its next decision sees
-        them, as a run in real time would; whether it did. This is what makes
-        a replay come out the same every time."""
-        if not await self._until(lambda: any(o.get("type") == "limit"
-                                             for o in self.received.orders[before:]), decide_s):
-            return False
+    async def _order_came(self, before: int, likely: bool) -> bool:
+        """Did a limit order come since `before`? It was in this server's socket
+        before the last pong: a few turns of this loop read it. After a likely
+        print, if it still has not come, one more round trip makes sure."""
+        def came() -> bool:
+            return any(o.get("type") == "limit" for o in self.received.orders[before:])
+        for _ in range(5):
+            if came():
+                return True
+            await asyncio.sleep(0)
+        if likely:
+            await self.ping_data()
+        return came()
+
+    async def _settle_orders(self, settle_s: float = 0.05) -> bool:
+        """After an order that followed a print: wait (up to `settle_s`) until
+        the orders are done and their events read by the bot, so that its
+        next decision sees them, as a run in real time would. This is what
+        makes a replay come out the same every time."""
         await self._until(lambda: len(self.orders) >= len(self.received.orders) and not any(
-            o["status"] in OPEN_STATES for o in list(self.orders.values())[-8:]), settle_s)
+            o["status"] in OPEN_STATES for o in itertools.islice(reversed(self.orders.values()), 8)),
+            settle_s)
         await self.ping_trading()
         return True
 
@@ -1023,9 +1073,7 @@ class FakeAlpaca:
 
     def order_by_client_id(self, coid: str) -> dict:
         """The order placed with `coid`, once the fake has created it."""
-        return self.wait_until(lambda: next((o for o in self.orders.values()
-                                             if o["client_order_id"] == coid), None),
-                               f"order {coid} to be placed")
+        return self.wait_until(lambda: self.by_client_id.get(coid), f"order {coid} to be placed")
 
     def position_qty(self, symbol: str) -> int:
         return self.positions.get(symbol, [0])[0]
@@ -1065,7 +1113,7 @@ class FakeAlpaca:
                           f"manual-{uuid.uuid4().hex[:8]}")
         order.update(filled_qty=str(filled), filled_avg_price=money(price_cents),
                      status="filled" if filled >= qty else "partially_filled")
-        self.orders[order["id"]] = order
+        self._add(order)
         return order
 
     def place_late(self, body: dict) -> dict:
@@ -1081,7 +1129,7 @@ class FakeAlpaca:
         """An open order already at the broker (e.g. left by an earlier run)."""
         order = new_order(symbol, side, "limit", "day", qty, limit_cents, coid)
         order["_cancel_event"] = "canceled"
-        self.orders[order["id"]] = order
+        self._add(order)
         return order
 
     def hold(self, symbol: str, qty: int, price_cents: int) -> None:

@@ -73,26 +73,32 @@ def run(tape: Tape, speed: Optional[float], quantity: int, latency_ms: float,
     symbols = tape.symbols
     rules = load_rules(bot_script)        # the replay waits where *this* bot's rule may act
     fake = FakeAlpaca().start()
-    # An order is matched the moment it arrives, before Alpaca's reply: its
-    # fills never race its own cancel.
-    fake.default_policy = FillPolicy(before_reply=True)
+    # An order is matched the moment it arrives, before Alpaca's reply, and what
+    # is left of a limit is cancelled then too: its fills never race its own
+    # cancel, and the replay need not wait for the cancel's round trip.
+    fake.default_policy = FillPolicy(before_reply=True, ioc=True)
+    fake.compress_data = False           # loopback: compressing frames would only cost CPU
     # The simulated Alpaca is not Alpaca's paper endpoint: --live. The hour
     # plays in seconds: the REST rate (per wall-clock minute) is lifted.
-    bot = Bot(["--symbol", ",".join(symbols), "--quantity", str(quantity), "--debug", "--live",
+    bot = Bot(["--symbol", ",".join(symbols), "--quantity", str(quantity), "--live",
                "--rest-rate", "1000000", "--feed", feed, *extra], clean_env(**fake.env()), out,
               command=[sys.executable, str(Path(bot_script).resolve())])
     fake.watchers.append(bot.why_stuck)
     try:
+        # While the bot starts (another process): where it may act.
+        triggers = could_trigger(tape, rules) if speed is None else (frozenset(), {})
         for symbol in symbols:
             try:
                 fake.wait_ready(symbol, timeout=30)
             except AssertionError:
                 raise tt.FatalError(f"the bot {bot_script} did not start; its log:\n"
                                     f"{bot.output()}") from None
-        triggers = could_trigger(tape, rules) if speed is None else (frozenset(), {})
         started = time.monotonic()
-        job = asyncio.run_coroutine_threadsafe(
-            fake.replay(tape, speed, latency_ms, triggers), fake._loop)
+        # The bot runs on this Python: from 3.12 it sends an order before its
+        # handler returns, so two ping round trips see it acted on (sim/alpaca.py).
+        job = asyncio.run_coroutine_threadsafe(fake.replay(
+            tape, speed, latency_ms, triggers, acted_pings=2 if sys.version_info >= (3, 12)
+            else 3), fake._loop)
         bar = _bar(len(tape.events), progress)
         while not job.done():
             try:
