@@ -15,17 +15,19 @@ own (a fresh bot each day) and prints one row per day and a total.
 
 Fill assumptions (the simulated Alpaca's, in plain words): an order is
 matched when it arrives, against the replayed book as it stood at the print
-that triggered it (the last print of its symbol at its limit price), plus
---latency-ms of market time; a buy limit at or above the ask fills at the
-ask, up to the ask size (a sell at the bid, up to the bid size); whatever is
-left rests until the bot's cancel. A market order (the loss limit, the close) fills at the
-book as the replay stands when it arrives. Hidden liquidity and queue
-position are ignored, and the bot's own orders never move the replayed book.
+that triggered it, plus --latency-ms of market time; a buy limit at or above
+the ask fills at the ask, up to the ask size (a sell at the bid, up to the
+bid size); whatever is left is cancelled at once (the bot's own cancel would
+come a moment later; nothing in a replay fills it meanwhile). A market order
+(the loss limit, the close) fills at the book as the replay stands when it
+arrives. Hidden liquidity and queue position are ignored, and the bot's own
+orders never move the replayed book.
 
 Speed: as fast as the bot keeps up. Events go out in frames of up to 1,000;
-the replay waits for the bot only after a print that could trigger an order
-(and every 20 frames), so a day of a million events plays in seconds. Each
-run's REST rate limit is lifted (Alpaca's is per wall-clock minute).
+the replay waits for the bot only before a print that could trigger an
+order (until the last one is settled) and every 20 frames, so a day of a
+million events plays in seconds. Each run's REST rate limit is lifted
+(Alpaca's is per wall-clock minute).
 """
 from __future__ import annotations
 
