@@ -170,6 +170,7 @@ PAPER_URL = "https://paper-api.alpaca.markets"
 LIVE_URL = "https://api.alpaca.markets"
 DATA_STREAM_URL = "https://stream.data.alpaca.markets"
 CLIENT_ID_PREFIX = "tick-taker-"     # our orders' client_order_id starts with this
+SUMMARY_ALL = 10                     # a run of more symbols lists only those that traded
 PLACEHOLDER_KEYS = frozenset({"PKXXXXXXXXXXXXXXXXXX", "your-secret-key"})   # .env.example's
 
 # The order path (see README, "An order's life").
@@ -187,6 +188,9 @@ KEEP_WARM_S = 30.0                   # an idle order connection is used (GET /v2
                                      # often, so a signal never waits for a new TLS handshake
 # Everything else on REST (the SDK, in its own thread).
 REST_TIMEOUT_S = 10                  # the SDK sets none; a hung call would freeze the thread
+ORDERS_PAGE = 500                    # the most open orders one listing gives
+SUBSCRIBE_CHUNK = 500                # symbols a subscribe message names, at most (~4 KB a
+                                     # frame, with quotes and trades: far under any limit)
 STARTUP_TRIES = 5                    # start-up REST calls and stream opens: transient faults
                                      # retried this often (backing off), then a clear error
 RATE_LIMIT_PER_MIN = 200             # Alpaca's documented REST rate, per account
@@ -1588,16 +1592,20 @@ class DataStream:
                 {"action": "auth", "key": self.cfg.key_id, "secret": self.cfg.secret_key}))
             self._check(await recv_json(self.ws, self.what))
             symbols = list(self.cfg.symbols)
-            await self.ws.send(json.dumps(
-                {"action": "subscribe", "quotes": symbols, "trades": symbols}))
-            while True:                       # until the subscription is confirmed
-                reply = self._check(await recv_json(self.ws, self.what))
-                if reply.get("T") == "subscription":
-                    break
+            for i in range(0, len(symbols), SUBSCRIBE_CHUNK):   # frames of a safe size
+                chunk = symbols[i:i + SUBSCRIBE_CHUNK]
+                await self.ws.send(json.dumps(
+                    {"action": "subscribe", "quotes": chunk, "trades": chunk}))
+                while True:                   # until this part is confirmed
+                    reply = self._check(await recv_json(self.ws, self.what))
+                    if reply.get("T") == "subscription":
+                        break
         except websockets.ConnectionClosed as exc:
             raise StreamError(f"the {self.what} closed during sign-in: {exc}") from None
+        names = self.cfg.symbols
         log.info("market data: subscribed to %s quotes and trades (%s)",
-                 ",".join(self.cfg.symbols), self.url)
+                 ",".join(names) if len(names) <= 10 else f"{len(names):,} symbols' "
+                 f"({','.join(names[:5])}, ...)", self.url)
 
     def _check(self, messages: Any) -> dict:
         """A control message, or the error it carries raised."""
@@ -1729,6 +1737,7 @@ class Instrument:
     quote: Quote
     position: Position
     mark_cents: int = 0           # the last good bid seen: held shares are marked at it
+    signals: int = 0              # prints the rule followed (the summary counts the quiet)
 
     def mark(self) -> Fraction:
         """What a held share is worth for the loss limit: the live bid, or the
@@ -1796,6 +1805,7 @@ class TickTaker:
         decision = follow(inst.quote, inst.position, trade, self.blocked, self.desk.reserve)
         if decision is None:
             return                               # not a signal: nearly every print
+        inst.signals += 1
         intent, coid = decision.intent, None
         loop = asyncio.get_running_loop()
         if intent is not None:
@@ -1910,21 +1920,35 @@ class TickTaker:
 
     async def check_symbols(self) -> None:
         """Each symbol must exist at Alpaca, be active and tradable: a typo
-        stops here, before anything trades."""
+        stops here, before anything trades. One request for any number of
+        symbols (every active asset), checked here; only a symbol not among
+        them is looked up on its own, to say why (the run ends anyway)."""
+        try:
+            listed = await self.rest_call("list the assets", self.rest.list_assets,
+                                          status="active", asset_class="us_equity")
+        except APIError as exc:
+            raise FatalError(f"cannot list the assets: {describe(exc)}") from None
+        active = {a._raw.get("symbol"): a._raw for a in listed}
+        problems = []
         for symbol in self.cfg.symbols:
-            try:
-                asset = (await self.rest_call(f"look up {symbol}", self.rest.get_asset,
-                                              symbol))._raw
-            except APIError as exc:
-                if exc.status_code in (404, 422):
-                    raise FatalError(f"{symbol}: Alpaca knows no such symbol "
-                                     "(check the spelling)") from None
-                raise FatalError(f"cannot look up {symbol}: {describe(exc)}") from None
-            if asset.get("status") != "active":
-                raise FatalError(f"{symbol} is {asset.get('status')} at Alpaca: it does "
-                                 "not trade")
-            if not asset.get("tradable"):
-                raise FatalError(f"{symbol} is not tradable at Alpaca")
+            asset = active.get(symbol)
+            if asset is None:
+                problems.append(await self.why_not_listed(symbol))
+            elif not asset.get("tradable"):
+                problems.append(f"{symbol} is not tradable at Alpaca")
+        if problems:
+            raise FatalError("; ".join(problems))
+
+    async def why_not_listed(self, symbol: str) -> str:
+        """A symbol missing from the active assets: unknown, or inactive."""
+        try:
+            asset = (await self.rest_call(f"look up {symbol}", self.rest.get_asset,
+                                          symbol))._raw
+        except APIError as exc:
+            if exc.status_code in (404, 422):
+                return f"{symbol}: Alpaca knows no such symbol (check the spelling)"
+            return f"cannot look up {symbol}: {describe(exc)}"
+        return f"{symbol} is {asset.get('status')} at Alpaca: it does not trade"
 
     async def wait_for_open(self) -> bool:
         """Wait until the market is open (the clock endpoint); False if stopped."""
@@ -1944,30 +1968,42 @@ class TickTaker:
 
     async def adopt_account_state(self) -> None:
         """A restart: cancel the open orders of earlier runs of this bot, report
-        anyone else's, then count the shares already held toward --quantity."""
-        symbols = list(self.cfg.symbols)
-        for o in await self.rest_call("list open orders", self.rest.list_orders,
-                                      status="open", limit=500, symbols=symbols):
+        anyone else's, then count the shares already held toward --quantity.
+        A fixed number of requests for any number of symbols: every open order
+        (pages of 500), every position."""
+        mine = set(self.cfg.symbols)
+        for o in await self.open_orders_at_alpaca():
+            if o.symbol not in mine:
+                continue
             if o.client_order_id.startswith(CLIENT_ID_PREFIX):
                 log.warning("cancelling %s, an open order of an earlier run", o.client_order_id)
                 await self.desk.cancel_stale(o.id, o.client_order_id)
             else:
                 log.warning("open order %s (%s %s %s) is not this bot's: left alone",
                             o.client_order_id, o.side, o.qty, o.symbol)
+        held = {p.symbol: int(Decimal(p.qty)) for p in await self.rest_call(
+            "read the positions", self.rest.list_positions)}
         for symbol, inst in self.instruments.items():
-            try:
-                held = int(Decimal((await self.rest_call(
-                    f"read the position in {symbol}", self.rest.get_position, symbol)).qty))
-            except APIError as exc:
-                if exc.status_code != 404:                   # 404: no position
-                    raise FatalError(f"cannot read the position in {symbol}: "
-                                     f"{describe(exc)}") from None
-                held = 0
-            if held:
+            if held.get(symbol):
                 log.warning("the account already holds %+d %s: counted toward --quantity %d; "
                             "the bot sells only shares it buys in this run",
-                            held, symbol, self.cfg.quantity)
-            inst.position.preexisting = max(held, 0)
+                            held[symbol], symbol, self.cfg.quantity)
+            inst.position.preexisting = max(held.get(symbol, 0), 0)
+
+    async def open_orders_at_alpaca(self) -> list:
+        """Every open order of the account, newest first, in pages of 500 (the
+        most one listing gives): each next page is those submitted before the
+        last one seen."""
+        found: list = []
+        until = None
+        while True:
+            page = await self.rest_call("list open orders", self.rest.list_orders,
+                                        status="open", limit=ORDERS_PAGE, until=until,
+                                        direction="desc")
+            found += page
+            if len(page) < ORDERS_PAGE:
+                return found
+            until = page[-1]._raw.get("submitted_at")
 
     async def open_stream(self, stream: Any) -> None:
         """The first connection: transient faults retried a few times; refused
@@ -2246,21 +2282,36 @@ class TickTaker:
         self.journal.add(J_RUN_END, utc_now(), code, json.dumps(marks), self.run_id)
 
     def log_summary(self) -> None:
-        for symbol, inst in self.instruments.items():
+        """A row per symbol: all of them in a small run; in a large one (over
+        SUMMARY_ALL) only those that traded or hold shares, most active first
+        (their market lines with --debug), then a total and how many never
+        signalled."""
+        insts = list(self.instruments.values())
+        every = len(insts) <= SUMMARY_ALL
+        shown = insts if every else sorted(
+            (i for i in insts if i.position.orders_sent or i.position.held
+             or i.position.preexisting),
+            key=lambda i: (-i.position.orders_sent, -abs(i.position.held), i.symbol))
+        for inst in shown:
             p, q = inst.position, inst.quote
-            log.info("market %s: %d level changes, %d armed", symbol, q.level_changes,
-                     q.armed_levels)
+            log.log(logging.INFO if every else logging.DEBUG,
+                    "market %s: %d level changes, %d armed", inst.symbol, q.level_changes,
+                    q.armed_levels)
             log.info("SUMMARY %s: orders sent %d, bought %d, sold %d, position %+d shares, "
-                     "realized P&L %s", symbol, p.orders_sent, p.bought, p.sold,
+                     "realized P&L %s", inst.symbol, p.orders_sent, p.bought, p.sold,
                      p.held, signed_dollars(p.realized_cents))
             if p.preexisting:
-                log.info("shares of %s held before this run, untouched: %d", symbol,
+                log.info("shares of %s held before this run, untouched: %d", inst.symbol,
                          p.preexisting)
-        if len(self.instruments) > 1:
-            ps = [i.position for i in self.instruments.values()]
+        if len(insts) > 1:
+            ps = [i.position for i in insts]
             log.info("SUMMARY TOTAL: orders sent %d, bought %d, sold %d, realized P&L %s",
                      sum(p.orders_sent for p in ps), sum(p.bought for p in ps),
                      sum(p.sold for p in ps), signed_dollars(sum(p.realized_cents for p in ps)))
+            quiet = sum(not i.signals for i in insts)
+            log.info("SUMMARY: %d of %d symbols never signalled%s", quiet, len(insts),
+                     "" if every else f"; {len(insts) - len(shown)} without a trade or a "
+                     "share are not listed")
         if self.halted:
             log.error("SUMMARY: %s; the run stopped itself", self.halted)
 
@@ -2315,6 +2366,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--symbol", action="append", type=symbols, metavar="SYMBOL[,SYMBOL...]",
                    help=f"stock(s) to trade: SNAP, or SNAP,MU,AMD, or the flag repeated "
                    f"(default {DEFAULT_SYMBOL})")
+    p.add_argument("--symbols-file", type=Path, metavar="PATH",
+                   help="also trade the symbols in this file: one a line, # starts a comment")
     p.add_argument("--quantity", default=DEFAULT_QUANTITY, type=lots,
                    help=f"most shares to hold of each symbol, a multiple of {LOT} "
                    f"(default {DEFAULT_QUANTITY})")
@@ -2356,9 +2409,33 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    "terminal)")
     p.add_argument("--debug", action="store_true", help="also log every level change")
     args = p.parse_args(argv)
-    chosen = [s for group in (args.symbol or [[DEFAULT_SYMBOL]]) for s in group]
-    args.symbol = list(dict.fromkeys(chosen))          # in order, once each
+    chosen = [s for group in (args.symbol or []) for s in group]
+    if args.symbols_file is not None:
+        chosen += symbols_in_file(p, args.symbols_file)
+    args.symbol = list(dict.fromkeys(chosen or [DEFAULT_SYMBOL]))   # in order, once each
+    args.duplicates = len(chosen) - len(args.symbol) if chosen else 0
     return args
+
+
+def symbols_in_file(p: argparse.ArgumentParser, path: Path) -> list[str]:
+    """--symbols-file: one symbol a line; blank lines and # comments skipped.
+    A bad line is an argparse error naming the file and the line."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        p.error(f"--symbols-file {path}: {getattr(exc, 'strerror', None) or exc}")
+    found = []
+    for n, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            found += symbols(text)
+        except argparse.ArgumentTypeError as exc:
+            p.error(f"--symbols-file {path}, line {n}: {exc}")
+    if not found:
+        p.error(f"--symbols-file {path}: no symbols in it")
+    return found
 
 
 def credentials(key_id: Optional[str] = None, secret: Optional[str] = None,
@@ -2513,9 +2590,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         return EXIT_USAGE
     if not live_gate(cfg, args.live):
         return EXIT_USAGE
-    log.info("trading %s, at most %d shares of each, feed %s%s", ",".join(cfg.symbols),
-             cfg.quantity, cfg.feed, "" if cfg.max_loss_cents is None else
+    names = cfg.symbols
+    log.info("trading %s, at most %d shares of each, feed %s%s",
+             ",".join(names) if len(names) <= 10 else f"{len(names):,} symbols "
+             f"({','.join(names[:5])}, ...)", cfg.quantity, cfg.feed,
+             "" if cfg.max_loss_cents is None else
              f", loss limit {signed_dollars(Fraction(-cfg.max_loss_cents))}")
+    if args.duplicates:
+        log.info("%d symbol(s) named more than once: traded once", args.duplicates)
     if cfg.feed == "iex":
         log.warning("feed iex: quotes are IEX's alone, not the consolidated (SIP) quote "
                     "the signal assumes; sizes and levels will differ from the NBBO")

@@ -167,6 +167,10 @@ class FakeAlpaca:
         self.early_closes: dict[str, str] = {}       # date -> close, e.g. {"2026-11-27": "13:00"}
         self.assets: dict[str, Optional[dict]] = {}  # per symbol: None (unknown: 404), or
                                                      # fields to change, e.g. {"tradable": False}
+        # The symbols GET /v2/assets lists (with `assets`' changes): those the
+        # tests and tools trade; start_bot and the replay add theirs.
+        self.universe: set[str] = {"MU", "AMD", "SNAP", "MSFT", "AAPL", "SPY"}
+        self.max_subscribe_symbols = 4000            # a subscribe message naming more: refused
         self.data_auth_error: Optional[tuple[int, str]] = None   # e.g. (406, "...")
         self.data_auth_error_times: Optional[int] = None   # that many sign-ins, then none
         self.subscribe_error: Optional[tuple[int, str]] = None   # e.g. (405, "symbol limit ...")
@@ -220,6 +224,7 @@ class FakeAlpaca:
         r = app.router
         r.add_get("/v2/account", self.get_account)
         r.add_get("/v2/clock", self.get_clock)
+        r.add_get("/v2/assets", self.list_assets)
         r.add_get("/v2/assets/{symbol}", self.get_asset)
         r.add_post("/v2/orders", self.post_order)
         r.add_get("/v2/orders", self.list_orders)
@@ -371,16 +376,30 @@ class FakeAlpaca:
             "next_open": ny(self.open_at if now < self.open_at else self.open_at + day),
             "next_close": ny(self.close_at if now < self.close_at else self.close_at + day)})
 
-    async def get_asset(self, request: web.Request) -> web.Response:
-        symbol = request.match_info["symbol"].upper()
+    def _asset(self, symbol: str) -> Optional[dict]:
         if symbol in self.assets and self.assets[symbol] is None:
-            return error_body(404, "asset not found", 40410000)
+            return None
         body = {"id": str(uuid.uuid5(uuid.NAMESPACE_OID, symbol)), "class": "us_equity",
                 "exchange": "NASDAQ", "symbol": symbol, "name": symbol, "status": "active",
                 "tradable": True, "marginable": True, "shortable": True,
                 "easy_to_borrow": True, "fractionable": True}
         body.update(self.assets.get(symbol) or {})
+        return body
+
+    async def get_asset(self, request: web.Request) -> web.Response:
+        body = self._asset(request.match_info["symbol"].upper())
+        if body is None:
+            return error_body(404, "asset not found", 40410000)
         return web.json_response(body)
+
+    async def list_assets(self, request: web.Request) -> web.Response:
+        """GET /v2/assets: every asset of the universe, filtered by `status`
+        and `asset_class` as Alpaca filters them."""
+        status, kind = request.query.get("status"), request.query.get("asset_class")
+        found = [a for s in sorted(self.universe | set(self.assets)) if (a := self._asset(s))
+                 and (status is None or a["status"] == status)
+                 and (kind is None or a["class"] == kind)]
+        return web.json_response(found)
 
     # ------------------------------------------------- market data history
     async def get_calendar(self, request: web.Request) -> web.Response:
@@ -592,9 +611,13 @@ class FakeAlpaca:
         status = q.get("status", "open")
         symbols = set(filter(None, q.get("symbols", "").upper().split(",")))
         limit = int(q.get("limit", 50))
+        if not 1 <= limit <= 500:
+            return error_body(422, "limit must be between 1 and 500", 40010001)
+        until = q.get("until")
         found = [o for o in reversed(list(self.orders.values()))
                  if (status == "all" or (o["status"] in OPEN_STATES) == (status == "open"))
-                 and (not symbols or o["symbol"] in symbols)]
+                 and (not symbols or o["symbol"] in symbols)
+                 and (until is None or o["submitted_at"] < until)]
         return web.json_response([public(o) for o in found[:limit]])
 
     async def get_order(self, request: web.Request) -> web.Response:
@@ -764,6 +787,10 @@ class FakeAlpaca:
                     if action == "subscribe" and self.subscribe_error:
                         code, text = self.subscribe_error       # the subscription is unchanged
                         await send([{"T": "error", "code": code, "msg": text}])
+                        continue
+                    if max(len(req.get("trades") or ()), len(req.get("quotes") or ())) > \
+                            self.max_subscribe_symbols:        # one message too large
+                        await send([{"T": "error", "code": 400, "msg": "invalid syntax"}])
                         continue
                     for channel in ("trades", "quotes"):
                         names = set(req.get(channel) or ())

@@ -165,6 +165,7 @@ class Run:
         self.turn = 0
         symbol = ",".join(symbols)
         self.fake = FakeAlpaca().start()
+        self.fake.universe.update(symbols)
         self.fake.default_policy = FillPolicy(shares=0)       # orders rest; the cancel ends them
         env = clean_env(**self.fake.env())
         if kind.startswith("bot"):

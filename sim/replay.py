@@ -75,6 +75,7 @@ def run(tape: Tape, speed: Optional[float], quantity: int, latency_ms: float,
     symbols = tape.symbols
     rules = load_rules(bot_script)        # the replay waits where *this* bot's rule may act
     fake = FakeAlpaca().start()
+    fake.universe.update(symbols)
     # An order is matched the moment it arrives, before Alpaca's reply, and what
     # is left of a limit is cancelled then too: its fills never race its own
     # cancel, and the replay need not wait for the cancel's round trip.

@@ -45,6 +45,7 @@ def start_bot(fake: FakeAlpaca, tmp_path: Path, *args: str, symbol: str = SYMBOL
     The fake is not Alpaca's paper endpoint, so the bot needs --live for it."""
     argv = ["--symbol", symbol, *([] if quantity is None else ["--quantity", str(quantity)]),
             *(["--live"] if live else []), *args]
+    fake.universe.update(symbol.split(","))      # assets Alpaca lists (GET /v2/assets)
     bot = Bot(argv, clean_env(**{**fake.env(), **(env or {})}), tmp_path)
     fake.watchers.append(bot.why_stuck)          # an awaited order that cannot come: fail now
     if ready:

@@ -268,11 +268,12 @@ def test_transient_errors_at_start_up_are_retried(fake, run_bot):
     fake.force("GET", "/v2/account", 503, "service unavailable")
     fake.force("GET", "/v2/clock", 500, "internal server error", times=2)
     fake.force("GET", "/v2/orders", 502, "bad gateway")
-    fake.force("GET", "/v2/positions/{symbol}", 500, "internal server error")
+    fake.force("GET", "/v2/positions", 500, "internal server error")
+    fake.force("GET", "/v2/assets", 503, "service unavailable")
     bot = run_bot(ready=False)
     fake.wait_ready(SYMBOL, timeout=20)
     out = stop_cleanly(bot)
-    assert out.count("retrying in") == 5
+    assert out.count("retrying in") == 6
     assert_in_step(fake, out, 0)
 
 

@@ -83,7 +83,7 @@ def test_paper_endpoint_needs_no_flag(monkeypatch):
     ({"tradable": False}, "is not tradable at Alpaca"),
 ])
 def test_symbol_alpaca_cannot_trade_stops_before_anything_trades(fake, run_bot, asset, message):
-    """The symbol must exist and be tradable (/v2/assets/{symbol} via the SDK):
+    """The symbol must exist and be tradable (/v2/assets via the SDK):
     unknown, inactive or non-tradable symbols stop with a clear message."""
     fake.assets[SYMBOL] = asset
     bot = run_bot(ready=False)
