@@ -58,6 +58,7 @@ ET = ZoneInfo("America/New_York")
 SYMBOL = "BNCH"
 TEN = ("BNCH", "AAA", "BBB", "CCC", "DDD", "EEE", "FFF", "GGG", "HHH", "III")
 DAY_EVENTS = 1_000_000        # the synthetic day the replay's speed is measured on
+MANY = 1000                   # symbols on one connection: the many-symbols line
 DENSE_EVENTS = 504_000        # a day dense in signals: as many events as issue 19's
 DENSE_MOVE_P = 0.16           # a one-cent move this often: a level change every ~15 events
 DENSE_PRINT_P = 0.2           # and a print this often: a signal every ~100 events
@@ -306,6 +307,40 @@ def contenders(tmp: Path) -> dict[str, Run]:
     return runs
 
 
+def made_up_symbols(n: int) -> tuple[str, ...]:
+    """n made-up symbols: Z, then four letters (ZAAAA, ZAAAB, ...)."""
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return tuple("Z" + "".join(letters[(k // 26 ** i) % 26] for i in (3, 2, 1, 0))
+                 for k in range(n))
+
+
+def many_symbols(tmp: Path, n: int = MANY, rounds: int = 6) -> dict:
+    """The bot on `n` symbols against the bot on one, in the same run: time to
+    ready, REST requests before it, resident memory per symbol, and the quote
+    path's throughput with the quotes spread over all n (best rounds)."""
+    print(f"measuring the bot on {n:,} symbols ...", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    big = Run(f"bot, {n} symbols", tmp, made_up_symbols(n))   # ready: all subscribed
+    ready_s = time.monotonic() - started
+    requests = len(big.fake.received.requests)
+    one = Run("bot, 1 symbol", tmp)
+    try:
+        for run in (big, one):
+            run.signal()
+        rss = {"big": _status(big.client.proc.pid, "VmRSS"),
+               "one": _status(one.client.proc.pid, "VmRSS")}
+        qps: dict[str, list[float]] = {"big": [], "one": []}
+        for i in steps(rounds, f"throughput, {n:,} symbols against 1"):
+            for name, run in ((("big", big), ("one", one)), (("one", one), ("big", big)))[i % 2]:
+                qps[name].append(run.throughput()[1])
+    finally:
+        big.close()
+        one.close()
+    return {"n": n, "ready_s": ready_s, "requests": requests,
+            "rss_per_symbol_kib": (rss["big"] - rss["one"]) / (n - 1),
+            "qps_big": max(qps["big"]), "qps_one": max(qps["one"])}
+
+
 def turns(runs: dict[str, Run], i: int) -> list[tuple[str, Run]]:
     """The runs in turn order for sample i: rotated, so none is always first."""
     order = list(runs.items())
@@ -470,6 +505,7 @@ def main() -> int:
     tape = Tape(Path(ROOT / "sim" / "data" / "msft_2012-06-21.csv.gz"))
     with tempfile.TemporaryDirectory() as tmp:
         found = measure(tape, Path(tmp))
+        wide = many_symbols(Path(tmp))
         days = [replay_speed(Path(tmp)), replay_speed(Path(tmp), DENSE_EVENTS, dense=True)]
     bot, base, old = found["bot"], found["baseline"], found["2019 design"]
     ten, bare = found["bot, 10 symbols"], found["bot, no journal"]
@@ -529,6 +565,15 @@ def main() -> int:
     print(f"\nbot RSS at each tenth of the hour (MiB): "
           f"{', '.join(f'{k / 1024:.1f}' for k in bot['rss'])}  (growth {growth:+.1f} MiB)")
     print(f"baseline RSS (MiB): {', '.join(f'{k / 1024:.1f}' for k in base['rss'])}")
+    ratio = wide["qps_big"] / wide["qps_one"]
+    print(f"\nthe bot on {wide['n']:,} symbols: ready (every symbol subscribed, the trading "
+          f"stream listening) {wide['ready_s']:.1f} s after it started (target < 15 s: "
+          f"{'met' if wide['ready_s'] < 15 else 'NOT met'}), after {wide['requests']} REST "
+          f"requests (target <= 20: {'met' if wide['requests'] <= 20 else 'NOT met'}); "
+          f"{wide['rss_per_symbol_kib']:.1f} KiB of memory per symbol; the quote path, quotes "
+          f"spread over all {wide['n']:,}, {wide['qps_big']:,.0f} quotes per CPU second against "
+          f"{wide['qps_one']:,.0f} on one symbol: {ratio:.3g}x (target >= 0.9x: "
+          f"{'met' if ratio >= 0.9 else 'NOT met'})")
     for day in days:
         print(f"\nreplay of a {day['kind']} synthetic day, {day['events']:,} events "
               f"(a level change every {day['events'] // day['levels'][0]}, a signal every "

@@ -7,7 +7,9 @@ import time
 
 import pytest
 
+import tick_taker as tt
 from sim.alpaca import quote, trade
+from sim.benchmark import made_up_symbols
 from tests.helpers import (AFTER_MS, HEAVY, LIGHT, PRINT, arm, assert_clean, at, buy_signal, limit_cents, sell_signal,
                            sentinel, start_bot, stop_cleanly)
 
@@ -151,3 +153,71 @@ def test_symbol_limit_of_the_plan_is_explained(fake, three):
     assert "symbol limit exceeded" in out and "free plan: 30" in out
     assert fake.received.orders == []
     assert_clean(out)
+
+
+# ------------------------------------------------------------ the whole market
+def many(n: int) -> list[str]:
+    return list(made_up_symbols(n))
+
+
+START_REQUESTS = 20                        # REST requests before the streams, at most
+
+
+def test_a_thousand_symbols_are_ready_fast_after_a_fixed_number_of_requests(fake, tmp_path):
+    """The whole market on one connection: start-up asks Alpaca a fixed number of
+    things (the account, the clock, the assets, the open orders, the positions),
+    whatever the number of symbols; the subscription goes in frames of a safe size."""
+    names = many(1000)
+    fake.universe.update(names)
+    fake.max_subscribe_symbols = 1000 // 2               # one message for all: refused
+    (tmp_path / "symbols.txt").write_text("# the whole list\n" + "\n".join(names) + "\n")
+    started = time.monotonic()
+    bot = start_bot(fake, tmp_path, "--symbols-file", "symbols.txt", symbol=names[0],
+                    ready=False)
+    fake.wait_until(lambda: fake.listening and all(fake.subscribed(s) for s in names),
+                    "1,000 symbols subscribed", timeout=15)
+    assert time.monotonic() - started < 15
+    assert len(fake.received.requests) <= START_REQUESTS, fake.received.requests
+    out = stop_cleanly(bot)
+    assert "1 symbol(s) named more than once" in out     # --symbol and the file's first
+    assert sum("SUMMARY" in line for line in out.splitlines()) == 2   # total, quiet count
+    assert "1000 of 1000 symbols never signalled" in out
+
+
+def test_restart_holding_fifty_of_a_thousand_adopts_them_all(fake, tmp_path):
+    """Restarts: shares already held count toward --quantity, for every symbol,
+    read in one request; the summary lists the symbols that hold shares."""
+    names = many(1000)
+    fake.universe.update(names)
+    for symbol in names[::20]:
+        fake.hold(symbol, 100, 1000)
+    bot = start_bot(fake, tmp_path, "--symbol", ",".join(names[1:]), symbol=names[0],
+                    quantity=100, ready=False)
+    fake.wait_until(lambda: fake.listening and fake.subscribed(names[-1]), "ready", timeout=15)
+    out = stop_cleanly(bot)
+    assert out.count("the account already holds +100") == 50
+    assert out.count("held before this run, untouched: 100") == 50
+    assert fake.received.requests.count(("GET", "/v2/positions")) == 1
+
+
+def test_symbols_file_errors_name_the_line(tmp_path, capsys):
+    """--symbols-file: one symbol a line, # comments; a bad line is refused, naming
+    the file and the line."""
+    path = tmp_path / "s.txt"
+    path.write_text("MU  # memory\n\n# none here\nSN AP\n")
+    with pytest.raises(SystemExit):
+        tt.parse_args(["--symbols-file", str(path)])
+    assert "line 4" in capsys.readouterr().err
+    path.write_text("MU  # memory\nAMD\nMU\n")
+    args = tt.parse_args(["--symbols-file", str(path), "--symbol", "SNAP"])
+    assert (args.symbol, args.duplicates) == (["SNAP", "MU", "AMD"], 1)
+
+
+def test_unknown_symbols_are_named_all_at_once(fake, run_bot):
+    """Unknown symbols are named all at once, in one message, before anything trades."""
+    fake.assets["QQQQ"] = fake.assets["ZZZZ"] = None
+    bot = run_bot(symbol="MU,QQQQ,ZZZZ", ready=False)
+    assert bot.wait_exit() == 1
+    out = bot.output()
+    assert "QQQQ: Alpaca knows no such symbol" in out and "ZZZZ: Alpaca knows no such" in out
+    assert fake.received.data_connections == 0
