@@ -131,6 +131,10 @@ MUTANTS = {
     # -- safe to leave running
     "live-without-flag": ("if not live:", "if False:"),
     "symbol-not-checked": ("await self.check_symbols()", "pass"),
+    "untradable-asset-trades": ('elif not asset.get("tradable"):', "elif False:"),
+    "positions-not-adopted": ("inst.position.preexisting = max(held.get(symbol, 0), 0)", "pass"),
+    "one-huge-subscribe": ("for i in range(0, len(symbols), SUBSCRIBE_CHUNK):",
+                           "for i in range(0, len(symbols), len(symbols)):"),
     "keys-not-stripped": ('secret = (secret or os.environ.get("APCA_API_SECRET_KEY") or "").strip()',
                           'secret = (secret or os.environ.get("APCA_API_SECRET_KEY") or "")'),
     "secret-not-redacted": ('text = text.replace(secret, "[secret]")', "pass"),
