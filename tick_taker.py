@@ -240,6 +240,8 @@ class Config:
     rest_rate: int = RATE_LIMIT_PER_MIN               # REST requests a minute, at most
     max_loss_cents: Optional[int] = None              # stop the run at this loss (all symbols)
     journal: Optional[Path] = None                    # the run's record (SQLite); None: none
+    check: bool = False                               # --check: a preflight, no trading
+    check_order: bool = False                         # --check --order: one far limit, cancelled
 
 
 # An exchange timestamp: integer ns since the epoch, or the stream's RFC-3339
@@ -923,6 +925,13 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS signals_run ON signals (run_id);
 CREATE INDEX IF NOT EXISTS orders_run ON orders (run_id);
 CREATE INDEX IF NOT EXISTS fills_run ON fills (run_id);
+CREATE TABLE IF NOT EXISTS checks (
+    run_id TEXT NOT NULL, at TEXT NOT NULL, endpoint TEXT NOT NULL, feed TEXT NOT NULL,
+    rest_p50_ms REAL, rest_p95_ms REAL,            -- GET /v2/clock round trips
+    data_age_p50_ms REAL, data_age_p95_ms REAL,   -- a quote's age: local clock - exchange time
+    order_round_trip_ms REAL,                      -- --order: POST sent -> its `new` update
+    passed INTEGER NOT NULL
+);
 """
 J_RUN = ("INSERT INTO runs (run_id, started_at, symbols, quantity, endpoint, feed, "
          "max_loss_cents) VALUES (?, ?, ?, ?, ?, ?, ?)")
@@ -943,6 +952,9 @@ J_FILL = ("INSERT INTO fills (run_id, client_order_id, symbol, side, qty, price,
 J_OUTCOME = ("UPDATE orders SET outcome = ?, filled_qty = ?, filled_avg_price = ?, ended_at = ? "
              "WHERE client_order_id = ?")
 J_EVENT = "INSERT INTO events (run_id, client_order_id, event, at) VALUES (?, ?, ?, ?)"
+J_CHECK = ("INSERT INTO checks (run_id, at, endpoint, feed, rest_p50_ms, rest_p95_ms, "
+           "data_age_p50_ms, data_age_p95_ms, order_round_trip_ms, passed) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 JOURNAL_FLUSH_S = 0.5                # committed this often: a crash loses at most a second
 JOURNAL_BUSY_S = 10.0                # another bot writing the same file: wait this long
 
@@ -2317,6 +2329,194 @@ class TickTaker:
 
 
 # --------------------------------------------------------------------------
+# --check: a preflight for the first real run, trading nothing.
+# --------------------------------------------------------------------------
+CHECK_QUOTES_S = 5.0                 # --check: how long to wait for each symbol's quotes
+CHECK_REST_TRIES = 5                 # --check: REST round trips timed
+CHECK_CLOCK_OFF_MS = 2000            # a quote's age past this (or below -100): clock off?
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Preflight:
+    """--check: every start-up check, then a checklist of what a first real
+    run depends on (keys, account, clock, symbols, REST's round trip, both
+    streams, the quotes' age, and with --order one order's life), each line
+    saying what to do when it fails. Exit 0 only if all pass."""
+
+    def __init__(self, bot: TickTaker) -> None:
+        self.bot, self.cfg = bot, bot.cfg
+        self.failed = 0
+        self.figures: dict[str, Optional[float]] = dict.fromkeys(
+            ("rest_p50", "rest_p95", "age_p50", "age_p95", "order_ms"))
+
+    def ok(self, text: str) -> None:
+        log.info("CHECK ok    %s", text)
+
+    def fail(self, text: str, advice: str) -> None:
+        self.failed += 1
+        log.error("CHECK FAIL  %s: %s", text, advice)
+
+    async def run(self) -> int:
+        bot, cfg = self.bot, self.cfg
+        where = {"PAPER": "Alpaca's paper endpoint", "LIVE": "Alpaca's LIVE endpoint (real money)",
+                 "LOCAL": "a server on this machine (the simulated Alpaca?)"}.get(
+            endpoint_kind(cfg.base_url), f"{cfg.base_url} (not Alpaca's paper endpoint)")
+        try:
+            await bot.check_account()
+            self.ok(f"keys accepted by {where}; account readable, trading not blocked")
+            clock = await bot.rest_call("read the market clock", bot.rest.get_clock)
+            self.ok(f"market {'open' if clock.is_open else 'closed'} (Alpaca's clock)")
+        except FatalError as exc:
+            self.fail("keys and account", f"{exc} (key id {cfg.key_id[:4]}..., {where})")
+            return self.finish()
+        try:
+            await bot.check_symbols()
+            self.ok(f"{len(cfg.symbols)} symbol(s) exist, are active and tradable")
+        except FatalError as exc:
+            self.fail("symbols", f"{exc}")
+        await self.rest_round_trip()
+        await self.stream(bot.trading, "trading stream: signed in, listening for trade_updates")
+        if await self.stream(bot.data, f"market data ({cfg.feed}): signed in, subscribed"):
+            await self.quotes(clock.is_open)
+        if cfg.check_order:
+            await self.order()
+        await bot.trading.close()
+        await bot.data.close()
+        return self.finish()
+
+    async def rest_round_trip(self) -> None:
+        times = []
+        for _ in range(CHECK_REST_TRIES):
+            started = time.perf_counter()
+            await self.bot.rest_call("read the market clock", self.bot.rest.get_clock)
+            times.append((time.perf_counter() - started) * 1000)
+        self.figures["rest_p50"], self.figures["rest_p95"] = (percentile(times, 0.5),
+                                                              percentile(times, 0.95))
+        self.ok(f"REST round trip (GET /v2/clock, {len(times)} times): p50 "
+                f"{self.figures['rest_p50']:.0f} ms, p95 {self.figures['rest_p95']:.0f} ms")
+
+    async def stream(self, stream: Any, text: str) -> bool:
+        try:
+            await stream.open()
+        except (StreamError, FatalError) as exc:
+            self.fail(stream.what, str(exc))
+            return False
+        self.ok(text)
+        return True
+
+    async def quotes(self, market_open: bool) -> None:
+        """Each symbol's quotes arrive; their age (the local clock less the
+        exchange time) as p50/p95, and a warning when the clock looks off."""
+        if not market_open:
+            self.ok("market closed: quotes not awaited (run --check while it is open for "
+                    "their age)")
+            return
+        ages: list[float] = []
+        seen: set[str] = set()
+        symbols = set(self.cfg.symbols)
+
+        def record(messages: list[dict]) -> None:
+            now = time.time_ns()
+            for m in messages:
+                if m.get("T") == "q" and m.get("S") in symbols:
+                    ages.append((now - as_ns(m["t"])) / 1e6)
+                    seen.add(m["S"])
+        self.bot.data.watch = record
+        reader = asyncio.create_task(self.bot.data.run())
+        deadline = time.monotonic() + CHECK_QUOTES_S
+        while seen != symbols and time.monotonic() < deadline and not reader.done():
+            await asyncio.sleep(0.05)
+        reader.cancel()
+        self.bot.data.watch = None
+        if seen != symbols:
+            missing = sorted(symbols - seen)
+            self.fail("quotes", f"none within {CHECK_QUOTES_S:g} s for {', '.join(missing[:10])}"
+                      f"{' ...' if len(missing) > 10 else ''} (a thin symbol, or one your "
+                      f"plan's feed {self.cfg.feed} does not carry)")
+            if not ages:
+                return
+        p50, p95 = percentile(ages, 0.5), percentile(ages, 0.95)
+        self.figures["age_p50"], self.figures["age_p95"] = p50, p95
+        self.ok(f"quotes for {len(seen)} symbol(s), {len(ages)} in all; their age (local "
+                f"clock - exchange time): p50 {p50:.0f} ms, p95 {p95:.0f} ms")
+        if p50 > CHECK_CLOCK_OFF_MS or p50 < -100:
+            log.warning("CHECK warn  the quotes look %s: is this machine's clock off? (sync it "
+                        "with NTP)", "late" if p50 > 0 else "early (from the future)")
+
+    async def order(self) -> None:
+        """One 1-share buy limit at half the bid (nothing can fill): placed,
+        its `new` update, cancelled, its `canceled` update; the round trip."""
+        desk, symbol = self.bot.desk, self.cfg.symbols[0]
+        bid = self.bot.instruments[symbol].quote.bid
+        if bid <= 0:
+            self.fail("order", f"no bid seen for {symbol} to price a far limit: run --check "
+                      "--order while the market is open")
+            return
+        limit = max(MIN_LEVEL_BID_CENTS, bid // 2)
+        events: dict[str, float] = {}
+        coid = desk.new_client_id()
+        passed_on = self.bot.trading.on_update
+
+        def record(update: OrderUpdate) -> None:
+            if update.client_order_id == coid:
+                events.setdefault(update.event, time.perf_counter())
+            passed_on(update)
+        self.bot.trading.on_update = record
+        reader = asyncio.create_task(self.bot.trading.run())
+        await desk.open()
+        try:
+            started = time.perf_counter()
+            answer = await desk._request("POST", "/v2/orders", {
+                "symbol": symbol, "qty": "1", "side": "buy", "type": "limit",
+                "time_in_force": "day", "limit_price": dollars(limit), "client_order_id": coid},
+                budgeted=True)
+            order_id = answer.body.get("id") if answer.ok and isinstance(answer.body, dict) \
+                else None
+            if not await self.until(lambda: "new" in events) or order_id is None:
+                self.fail("order", f"a 1-share buy limit of {symbol} at {dollars(limit)}: "
+                          f"{answer or 'no answer'}, no `new` update within 5 s")
+            else:
+                self.figures["order_ms"] = (events["new"] - started) * 1000
+            if order_id is not None:
+                await desk.cancel_stale(order_id, coid)        # until Alpaca says it is done
+                if await self.until(lambda: "canceled" in events):
+                    self.ok(f"order: a 1-share buy limit of {symbol} at {dollars(limit)} placed "
+                            f"(`new` {self.figures['order_ms'] or 0:.0f} ms after it was sent), "
+                            f"then cancelled (`canceled` {(events['canceled'] - started) * 1000:.0f}"
+                            " ms after)")
+                else:
+                    self.fail("order", "cancelled, but no `canceled` update within 5 s (check "
+                              "the order in your dashboard)")
+        finally:
+            reader.cancel()
+            await desk.close()
+
+    @staticmethod
+    async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not condition() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return condition()
+
+    def finish(self) -> int:
+        f = self.figures
+        self.bot.journal.add(J_CHECK, self.bot.run_id, utc_now(), self.cfg.base_url,
+                             self.cfg.feed, f["rest_p50"], f["rest_p95"], f["age_p50"],
+                             f["age_p95"], f["order_ms"], int(not self.failed))
+        if self.failed:
+            log.error("CHECK: %d check(s) failed (above): fix them before a real run",
+                      self.failed)
+            return EXIT_FATAL
+        log.info("CHECK: all passed%s", "" if self.cfg.check_order else
+                 " (add --order to try one order's life too)")
+        return EXIT_OK
+
+
+# --------------------------------------------------------------------------
 # Command line and start-up.
 # --------------------------------------------------------------------------
 SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9]{0,5}([.][A-Z]{1,2})?$")   # SNAP, BRK.B
@@ -2407,6 +2607,13 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--log-file", type=Path, metavar="PATH",
                    help="also write the log to this file (appended; the same lines as the "
                    "terminal)")
+    p.add_argument("--check", action="store_true",
+                   help="trade nothing: check the keys, the account, the clock, the symbols, "
+                   "both streams, the quotes' age and REST's round trip, then exit (0: all "
+                   "passed)")
+    p.add_argument("--order", action="store_true",
+                   help="with --check: also place one 1-share limit far from the market, "
+                   "wait for it, cancel it (nothing can fill)")
     p.add_argument("--debug", action="store_true", help="also log every level change")
     args = p.parse_args(argv)
     chosen = [s for group in (args.symbol or []) for s in group]
@@ -2476,7 +2683,7 @@ def make_config(args: argparse.Namespace) -> Config:
     return Config(tuple(args.symbol), args.quantity, key_id, secret, base,
                   data.rstrip("/"), args.feed, args.stale_seconds, args.stop_before_close,
                   args.flatten_at_close, args.rest_rate, max_loss,
-                  None if args.no_journal else args.journal)
+                  None if args.no_journal else args.journal, args.check, args.order)
 
 
 class Redacting(logging.Formatter):
@@ -2566,7 +2773,7 @@ async def amain(cfg: Config) -> int:
     bot = TickTaker(cfg, make_rest(cfg, limiter), limiter, stop, journal)
     code = EXIT_FATAL
     try:
-        code = await bot.run()
+        code = await (Preflight(bot).run() if cfg.check else bot.run())
         return code
     finally:
         bot.journal_end(code)

@@ -223,10 +223,32 @@ def positive(text: str) -> float:
     return value
 
 
+def measured_latency(journal: Path = Path(tt.DEFAULT_JOURNAL)) -> float:
+    """The latency the last `tick_taker.py --check` measured (its journal, here):
+    the quotes' age (p50) plus an order's round trip, or REST's without one."""
+    import sqlite3
+    try:
+        db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+        row = db.execute("SELECT data_age_p50_ms, order_round_trip_ms, rest_p50_ms FROM checks "
+                         "ORDER BY at DESC, rowid DESC LIMIT 1").fetchone()
+    except sqlite3.Error:
+        row = None
+    if row is None or row[0] is None:
+        raise argparse.ArgumentTypeError(
+            f"measured: no check with quotes in {journal}: run `python tick_taker.py --check` "
+            "here while the market is open first")
+    age, order, rest = row
+    return max(0.0, round(age + (order if order is not None else rest or 0.0), 1))
+
+
 def latencies(text: str) -> list[float]:
-    """--latency-ms: one latency, or several separated by commas (a run each)."""
+    """--latency-ms: one latency, or several separated by commas (a run each);
+    `measured` is the last --check's (see measured_latency)."""
     values = []
     for part in text.split(","):
+        if part == "measured":
+            values.append(measured_latency())
+            continue
         try:
             value = float(part)
         except ValueError:
@@ -257,7 +279,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantity", type=tt.lots, default=500, help="the bot's --quantity (500)")
     p.add_argument("--latency-ms", type=latencies, default=[5.0], metavar="MS[,MS...]",
                    help="order latency in market time before matching (default 5); several "
-                   "(0,5,20,50) replay the same data once each and add a row per latency")
+                   "(0,5,20,50) replay the same data once each and add a row per latency; "
+                   "'measured': what the last `tick_taker.py --check` here measured")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -155,6 +155,10 @@ MUTANTS = {
     "odd-sign-in-fatal": ('raise StreamError(f"unexpected sign-in reply from the {self.what}: "',
                           'raise FatalError(f"unexpected sign-in reply from the {self.what}: "'),
     "loss-exit-0": ("code = code or EXIT_LOSS_LIMIT", "pass"),
+    # -- --check
+    "check-always-passes": ("return EXIT_FATAL\nlog.info(\"CHECK: all passed%s\"", "pass\nlog.info(\"CHECK: all passed%s\""),
+    "check-data-stream-unchecked": ('if await self.stream(bot.data, f"market data ({cfg.feed}): signed in, subscribed"):',
+                                    "if False:"),
     # -- the journal
     "journal-loses-fills": ("self.journal.add(J_FILL, self.run_id, coid, symbol, order.side, delta, price,",
                             "(None, self.run_id, coid, symbol, order.side, delta, price,"),
