@@ -1504,9 +1504,8 @@ class OrderDesk:
         None if the broker could not be asked."""
         mine = f"{CLIENT_ID_PREFIX}{self.run_id}-"
         try:
-            found = await self.rest_thread.call(
-                self.rest.list_orders, status="open", limit=500,
-                symbols=list(self.positions))
+            found = await self.rest_thread.call(     # (by prefix: no symbols in the URL)
+                self.rest.list_orders, status="open", limit=ORDERS_PAGE)
         except Exception as exc:
             log.warning("could not list the open orders at Alpaca (%s)", describe(exc))
             return None
