@@ -1499,13 +1499,27 @@ class OrderDesk:
         unsure = [] if strays is not None else sorted(self.unconfirmed)
         return self.open_orders() + unsure
 
+    async def list_open(self, call: Callable[..., Awaitable]) -> list:
+        """Every open order of the account, newest first, in pages of 500 (the
+        most one listing gives; each next page is those submitted before the
+        last one seen), through `call` (start-up's retrying one, or the REST
+        thread's)."""
+        found: list = []
+        until = None
+        while True:
+            page = await call(self.rest.list_orders, status="open", limit=ORDERS_PAGE,
+                              until=until, direction="desc")
+            found += page
+            if len(page) < ORDERS_PAGE:
+                return found
+            until = page[-1]._raw.get("submitted_at")
+
     async def strays(self) -> Optional[list[dict]]:
         """The broker's open orders of this run that the bot does not track;
         None if the broker could not be asked."""
         mine = f"{CLIENT_ID_PREFIX}{self.run_id}-"
         try:
-            found = await self.rest_thread.call(     # (by prefix: no symbols in the URL)
-                self.rest.list_orders, status="open", limit=ORDERS_PAGE)
+            found = await self.list_open(self.rest_thread.call)   # found by prefix
         except Exception as exc:
             log.warning("could not list the open orders at Alpaca (%s)", describe(exc))
             return None
@@ -1983,7 +1997,8 @@ class TickTaker:
         A fixed number of requests for any number of symbols: every open order
         (pages of 500), every position."""
         mine = set(self.cfg.symbols)
-        for o in await self.open_orders_at_alpaca():
+        for o in await self.desk.list_open(functools.partial(self.rest_call,
+                                                             "list open orders")):
             if o.symbol not in mine:
                 continue
             if o.client_order_id.startswith(CLIENT_ID_PREFIX):
@@ -2000,21 +2015,6 @@ class TickTaker:
                             "the bot sells only shares it buys in this run",
                             held[symbol], symbol, self.cfg.quantity)
             inst.position.preexisting = max(held.get(symbol, 0), 0)
-
-    async def open_orders_at_alpaca(self) -> list:
-        """Every open order of the account, newest first, in pages of 500 (the
-        most one listing gives): each next page is those submitted before the
-        last one seen."""
-        found: list = []
-        until = None
-        while True:
-            page = await self.rest_call("list open orders", self.rest.list_orders,
-                                        status="open", limit=ORDERS_PAGE, until=until,
-                                        direction="desc")
-            found += page
-            if len(page) < ORDERS_PAGE:
-                return found
-            until = page[-1]._raw.get("submitted_at")
 
     async def open_stream(self, stream: Any) -> None:
         """The first connection: transient faults retried a few times; refused

@@ -27,7 +27,7 @@ from typing import Optional
 import tick_taker as tt
 from sim import history, replay
 from sim.bot import load_rules
-from sim.report import (analyse, book_marks, last_mids, moved_our_way, pnl, pnl_curve,
+from sim.report import (RuleCounts, book_marks, last_mids, moved_our_way, pnl, pnl_curve,
                         save_time_chart, table, tape_books)
 from sim.tape import Tape
 
@@ -50,7 +50,7 @@ class Figures:
                          for f in self.__dataclass_fields__))
 
 
-def figures(tape: Tape, result: replay.RunResult, rules) -> Figures:
+def figures(tape: Tape, result: replay.RunResult, counts: dict[str, RuleCounts]) -> Figures:
     """A run's figures: what the bot did (its journal), what its rule found."""
     f = Figures()
     mids = last_mids(tape)
@@ -62,7 +62,7 @@ def figures(tape: Tape, result: replay.RunResult, rules) -> Figures:
         realized, marked, _ = pnl(o.executions, mids.get(symbol, 0))
         f.realized += realized
         f.marked += marked
-    for symbol, c in analyse(tape, rules).items():
+    for symbol, c in counts.items():
         entries = [(t, side) for side in ("buy", "sell") for t, _ in c.signals[side]]
         f.signals += len(entries)
         f.hits_1s += moved_our_way(tape, symbol, entries, 1)[0]
@@ -155,8 +155,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     names = (str(args.original), str(args.mine))
     folders = [args.out / f"{i}-{path.stem}" for i, path in enumerate((args.original, args.mine), 1)]
-    try:
-        rules = [load_rules(path) for path in (args.original, args.mine)]
+    try:                                # (loaded again by each replay: cached)
+        for path in (args.original, args.mine):
+            load_rules(path)
     except Exception as exc:            # a fork that does not even import: say so plainly
         print(f"compare: cannot load a script: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
@@ -173,9 +174,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             for k in (0, 1):
                 args.bot = (args.original, args.mine)[k]
                 sub = folders[k] if out == args.out else folders[k] / out.name
-                _, result = replay.replay_tape(tape, source, args, sub, feed, quiet=True)
+                _, result, counts = replay.replay_tape(tape, source, args, sub, feed,
+                                                       quiet=True)
                 codes.append(result.exit_code)
-                day.append(figures(tape, result, rules[k]))
+                day.append(figures(tape, result, counts))
                 points = pnl_curve(marks, result.outcomes)
                 curves[k] += [(t, v + offset[k]) for t, v in points]
                 offset[k] = curves[k][-1][1] if curves[k] else offset[k]

@@ -45,7 +45,7 @@ import tick_taker as tt
 from sim import history
 from sim.alpaca import FakeAlpaca, FillPolicy
 from sim.bot import SCRIPT, Bot, clean_env, load_rules
-from sim.report import (JournalRun, Outcome, analyse, chart, could_trigger, day_row,
+from sim.report import (JournalRun, Outcome, RuleCounts, analyse, chart, could_trigger, day_row,
                         last_mids, latency_table, range_table, read_journal, report,
                         tape_books)
 from sim.tape import Tape, TapeError
@@ -139,9 +139,10 @@ def _bar(total: int, progress: bool):
 
 
 def replay_tape(tape: Tape, source: str, args: argparse.Namespace, out: Path,
-                feed: str = "sip", quiet: bool = False) -> tuple[list, RunResult]:
+                feed: str = "sip", quiet: bool = False
+                ) -> tuple[list, RunResult, dict[str, RuleCounts]]:
     """Replay one tape through args.bot; write its report and chart (and print
-    them unless `quiet`); its day row, and the run."""
+    them unless `quiet`); its day row, the run, and what its rules found."""
     counts = analyse(tape, load_rules(args.bot))
     first, *more = args.latency_ms
     result = run(tape, args.speed, args.quantity, first, out, not args.quiet,
@@ -174,7 +175,7 @@ def replay_tape(tape: Tape, source: str, args: argparse.Namespace, out: Path,
         print(text)
         print(f"\nwrote {out / 'report.txt'}, {out / 'chart.png'} and {out / 'bot.log'}\n")
     day = dt.datetime.fromtimestamp(tape.times[0] / 1e9, history.ET).date().isoformat()
-    return day_row(day, tape, counts, result.outcomes) + [result.exit_code], result
+    return day_row(day, tape, counts, result.outcomes) + [result.exit_code], result, counts
 
 
 def dates(text: str) -> tuple[Optional[dt.date], Optional[dt.date]]:

@@ -132,6 +132,7 @@ MUTANTS = {
     "live-without-flag": ("if not live:", "if False:"),
     "symbol-not-checked": ("await self.check_symbols()", "pass"),
     "untradable-asset-trades": ('elif not asset.get("tradable"):', "elif False:"),
+    "open-orders-first-page-only": ("if len(page) < ORDERS_PAGE:", "if True:"),
     "positions-not-adopted": ("inst.position.preexisting = max(held.get(symbol, 0), 0)", "pass"),
     "one-huge-subscribe": ("for i in range(0, len(symbols), SUBSCRIBE_CHUNK):",
                            "for i in range(0, len(symbols), len(symbols)):"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import tick_taker as tt
 from sim.alpaca import FillPolicy, trade
 from tests.helpers import (AFTER_MS, PRINT, SYMBOL, at, arm, assert_clean, assert_in_step, buy_signal, limit_cents,
                            sell_signal,
@@ -111,6 +112,19 @@ def test_restart_counts_held_shares_and_cancels_only_its_own_stale_order(fake, r
     assert manual["status"] == "new"
 
 
+def test_restart_finds_a_stale_order_past_the_first_page_of_open_orders(fake, run_bot):
+    """Every open order is read (pages of 500, the most one listing gives): a stale
+    order of this bot behind 500 newer ones of someone else's is still cancelled."""
+    old = fake.resting_order(SYMBOL, "buy", 100, 900, "tick-taker-0ldrun00-7")
+    time.sleep(0.001)                                    # older than every other
+    for i in range(tt.ORDERS_PAGE):
+        fake.resting_order(SYMBOL, "sell", 100, 1100, f"manual-order-{i}")
+    bot = run_bot()
+    assert old["status"] == "canceled"
+    assert fake.received.requests.count(("GET", "/v2/orders")) == 2
+    stop_cleanly(bot)
+
+
 def test_restart_never_sells_shares_bought_before_this_run(fake, run_bot):
     """The bot only ever sells shares it bought in this run."""
     fake.hold(SYMBOL, 300, 1000)
@@ -157,7 +171,6 @@ def test_500_storm_on_cancel_is_retried_until_the_order_is_cancelled(fake, bot):
 def test_rest_calls_never_exceed_the_rate(fake):
     """The bot never exceeds Alpaca's REST rate: every request, retries included,
     passes the limiter (here 3 per 0.5 s)."""
-    import tick_taker as tt
     limiter = tt.RateLimiter(limit=3, window_s=0.5)
     cfg = tt.Config((SYMBOL,), 500, fake.key_id, fake.secret_key, fake.url, fake.url, "iex")
     rest = tt.make_rest(cfg, limiter)
