@@ -30,7 +30,9 @@ def load_rules(script: Path) -> ModuleType:
     if script == SCRIPT:
         import tick_taker
         return tick_taker
-    name = "tick_taker_" + hashlib.sha1(str(script).encode()).hexdigest()[:12]
+    # Named by its text: the same fork saved anywhere (a sweep's worker saves
+    # each task's copy in a folder of its own) is loaded once.
+    name = "tick_taker_" + hashlib.sha1(script.read_bytes()).hexdigest()[:12]
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, script)

@@ -3,6 +3,7 @@
     python -m sim.compare ORIGINAL.py MINE.py                 # the bundled MSFT hour
     python -m sim.compare ORIGINAL.py MINE.py --symbol SNAP --date yesterday
     python -m sim.compare ORIGINAL.py MINE.py --data my-day.csv.gz --minutes 30
+    python -m sim.compare ORIGINAL.py MINE.py --symbol SNAP,MU --date 2026-11-02..2026-11-27
 
 Each script is a copy of tick_taker.py (yours, and the one you forked from:
 `git show origin/main:tick_taker.py > /tmp/original.py`), run unmodified
@@ -13,23 +14,29 @@ orders, how many got a fill, shares bought and sold, realized P&L and P&L
 marked to the last mid (before fees), the signals each version's rule found
 and how often the mid then moved their way. One chart draws both runs' P&L
 over time. Each version's own report, chart and log are in its folder under
---out.
+--out. A sweep (several symbols or days; --jobs, --cluster: sim.replay's
+flags) runs each version of each symbol-day as a task of its own, and
+prints a row per symbol-day (orders and P&L of each, the difference) and
+the total side by side.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Optional
 
 import tick_taker as tt
-from sim import history, replay
+from sim import history, replay, sweep
 from sim.bot import load_rules
 from sim.report import (RuleCounts, book_marks, last_mids, moved_our_way, pnl, pnl_curve,
                         save_time_chart, table, tape_books)
 from sim.tape import Tape
+
+CURVE_POINTS = 5000        # of each run's P&L curve, for the chart
 
 
 @dataclass
@@ -68,6 +75,27 @@ def figures(tape: Tape, result: replay.RunResult, counts: dict[str, RuleCounts])
         f.hits_1s += moved_our_way(tape, symbol, entries, 1)[0]
         f.hits_10s += moved_our_way(tape, symbol, entries, 10)[0]
     return f
+
+
+def measured(tape: Tape, result: replay.RunResult, counts: dict[str, RuleCounts]
+             ) -> tuple[Figures, list[tuple[int, float]]]:
+    """What a comparison needs of each run, computed where the run ran: its
+    figures and its P&L curve (at most CURVE_POINTS points)."""
+    curve = pnl_curve(book_marks(tape_books(tape)), result.outcomes)
+    step = max(1, len(curve) // CURVE_POINTS)
+    return figures(tape, result, counts), curve[::step] + curve[-1:]
+
+
+def combined(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float]]:
+    """Several runs' P&L curves as one: each run's changes, in time order, added
+    up (symbols of one day add; a later day carries the earlier days' P&L)."""
+    changes = sorted((t, v - before) for curve in curves
+                     for (t, v), before in zip(curve, [0.0] + [v for _, v in curve]))
+    total, points = 0.0, []
+    for t, change in changes:
+        total += change
+        points.append((t, total))
+    return points
 
 
 def share(n: int, of: int) -> str:
@@ -151,54 +179,76 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return args
 
 
+@dataclass
+class Replayed:
+    """One version's replay of one symbol-day, as the comparison keeps it."""
+    day: sweep.Day                         # (without its data)
+    row: list                              # sim.report.day_row's, then the exit code
+    figures: Figures
+    curve: list[tuple[int, float]]         # P&L over time, in dollars
+
+
+def by_day(names: tuple[str, str], days: list[tuple[str, Figures, Figures]]) -> list[str]:
+    """A sweep's comparison, a row per symbol-day: orders and P&L (marked to the
+    mid) of each version, and the P&L's difference."""
+    rows = [[label, f"{a.orders:,}", f"{b.orders:,}", tt.signed_dollars(a.marked),
+             tt.signed_dollars(b.marked),
+             "same" if a.marked == b.marked else tt.signed_dollars(b.marked - a.marked)]
+            for label, a, b in days]
+    return table(["day", f"orders: {names[0]}", names[1], f"P&L: {names[0]}", names[1],
+                  "mine - original"], rows)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     names = (str(args.original), str(args.mine))
-    folders = [args.out / f"{i}-{path.stem}" for i, path in enumerate((args.original, args.mine), 1)]
-    try:                                # (loaded again by each replay: cached)
+    try:                                # a fork that does not even import: say so plainly
         for path in (args.original, args.mine):
             load_rules(path)
-    except Exception as exc:            # a fork that does not even import: say so plainly
+    except Exception as exc:
         print(f"compare: cannot load a script: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    totals = [Figures(), Figures()]
-    curves: list[list[tuple[int, float]]] = [[], []]
-    offset = [0.0, 0.0]                 # P&L carried from earlier days of a range
-    lines: list[str] = []
-    codes = []
-    days = 0
+    kept = []
     with replay.said_plainly("compare") as failed:
-        for tape, source, out, feed in replay.tapes(args):
-            day = []
-            marks = book_marks(tape_books(tape))
-            for k in (0, 1):
-                args.bot = (args.original, args.mine)[k]
-                sub = folders[k] if out == args.out else folders[k] / out.name
-                _, result, counts = replay.replay_tape(tape, source, args, sub, feed,
-                                                       quiet=True)
-                codes.append(result.exit_code)
-                day.append(figures(tape, result, counts))
-                points = pnl_curve(marks, result.outcomes)
-                curves[k] += [(t, v + offset[k]) for t, v in points]
-                offset[k] = curves[k][-1][1] if curves[k] else offset[k]
-                totals[k] = totals[k].add(day[k])
-            lines += [f"{source}: {len(tape.events):,} events", *side_by_side(names, *day), ""]
-            days += 1
+        days = replay.plan(args)
+        settings = replay.Settings.of(args, measure=measured)
+        jobs = [replay.Job(replay.Script.of(path), settings, args.out / f"{i}-{path.stem}")
+                for i, path in enumerate((args.original, args.mine), 1)]
+
+        def keep(day: sweep.Day, k: int, ran: replay.Ran) -> Replayed:
+            replay.write_files(jobs[k].folder(day), ran.files)
+            return Replayed(day, ran.row, *ran.measured)
+
+        started = time.monotonic()
+        kept = sweep.run(replay.replay_day, map(replay.load, days), jobs, len(days), args.jobs,
+                         args.cluster, not args.quiet, keep)
     if failed:
         return failed[0]
-    if days > 1:                        # several days: the total too
-        lines += ["total", *side_by_side(names, *totals), ""]
+    totals = [Figures(), Figures()]
+    for pair in kept:
+        for k, version in enumerate(pair):
+            totals[k] = totals[k].add(version.figures)
+    if len(kept) == 1:
+        [(a, b)] = kept
+        lines = [f"{a.day.source}: {a.row[2]:,} events", *side_by_side(names, a.figures,
+                                                                      b.figures), ""]
+    else:
+        lines = [*by_day(names, [(f"{a.row[0]} {a.row[1]}", a.figures, b.figures)
+                                 for a, b in kept]), "",
+                 "total", *side_by_side(names, *totals), "",
+                 sweep.pace(len(kept), time.monotonic() - started, args, runs=2), ""]
     same = totals[0] == totals[1]
     lines.append("no differences" if same else "the versions differ (above)")
     text = "\n".join(lines)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.txt").write_text(text + "\n")
+    curves = [combined([pair[k].curve for pair in kept]) for k in (0, 1)]
     compare_chart(list(zip(names, curves)), args.out / "pnl.png",
                   "tick-taker: P&L over time, two versions on the same data")
     print(f"\nwrote {args.out / 'compare.txt'} and {args.out / 'pnl.png'}; each version's "
-          f"report, chart and log in {folders[0]} and {folders[1]}")
-    return 0 if all(code == 0 for code in codes) else 1
+          f"report, chart and log in {jobs[0].out} and {jobs[1].out}")
+    return 0 if all(version.row[-1] == 0 for pair in kept for version in pair) else 1
 
 
 if __name__ == "__main__":

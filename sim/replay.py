@@ -10,8 +10,12 @@ Alpaca, and report what the rules found and what the bot did.
 Data: with no arguments, one real hour of MSFT (sim/data); with --symbol
 and --date, Alpaca's historical quotes and trades (sim/history.py: the
 bot's keys, pages of 10,000, cached, so a second run downloads nothing);
-with --data, any tape file. A range of dates replays each trading day on its
-own (a fresh bot each day) and prints one row per day and a total.
+with --data, any tape file.
+
+Sweeps: several symbols or days replay as symbol-days (--together: each
+day's symbols through one bot), each with a fresh simulated Alpaca and bot,
+--jobs of them at once on Dask (sim/sweep.py), and print a row each and a
+total; the rows do not depend on --jobs or --cluster.
 
 Fill assumptions (the simulated Alpaca's, in plain words): an order is
 matched when it arrives, against the replayed book as it stood at the print
@@ -36,13 +40,15 @@ import asyncio
 import contextlib
 import datetime as dt
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import tick_taker as tt
-from sim import history
+from sim import history, sweep
 from sim.alpaca import FakeAlpaca, FillPolicy
 from sim.bot import SCRIPT, Bot, clean_env, load_rules
 from sim.report import (JournalRun, Outcome, RuleCounts, analyse, chart, could_trigger, day_row,
@@ -138,44 +144,148 @@ def _bar(total: int, progress: bool):
     return tqdm(total=total, unit="ev", unit_scale=True, desc="replaying", leave=False)
 
 
-def replay_tape(tape: Tape, source: str, args: argparse.Namespace, out: Path,
-                feed: str = "sip", quiet: bool = False
-                ) -> tuple[list, RunResult, dict[str, RuleCounts]]:
-    """Replay one tape through args.bot; write its report and chart (and print
-    them unless `quiet`); its day row, the run, and what its rules found."""
-    counts = analyse(tape, load_rules(args.bot))
-    first, *more = args.latency_ms
-    result = run(tape, args.speed, args.quantity, first, out, not args.quiet,
-                 bot_script=args.bot, feed=feed)
-    how = ("as fast as the bot keeps up" if args.speed is None else
-           f"real time x {args.speed:g}") + (f", order latency {first:g} ms, "
-                                             f"--quantity {args.quantity}, {result.seconds:.1f} s")
-    if args.bot.resolve() != SCRIPT:
-        how += f", bot {args.bot}"
+@dataclass(frozen=True)
+class Script:
+    """A bot to replay: any copy of tick_taker.py, carried as text (to a worker
+    on another machine, say), named as the user gave it."""
+    path: Path
+    text: str
+
+    @classmethod
+    def of(cls, path: Path) -> "Script":
+        return cls(Path(path), Path(path).read_text())
+
+    @property
+    def shipped(self) -> bool:
+        return self.path.resolve() == SCRIPT
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How every replay of a sweep runs."""
+    quantity: int
+    speed: Optional[float]
+    latency_ms: tuple[float, ...]
+    minutes: Optional[float]
+    progress: bool = False               # event progress bars: a replay in this process
+    # More figures from each run, computed where it ran (sim.compare's): a
+    # module-level function (tape, RunResult, rule counts) -> anything picklable.
+    measure: Optional[Callable[[Tape, RunResult, dict[str, RuleCounts]], Any]] = None
+
+    @classmethod
+    def of(cls, args: argparse.Namespace, progress: bool = False,
+           measure: Optional[Callable] = None) -> "Settings":
+        return cls(args.quantity, args.speed, tuple(args.latency_ms), args.minutes,
+                   progress and not args.quiet, measure)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One bot over the days of a sweep: its files go to out/<the day's parts>."""
+    bot: Script
+    settings: Settings
+    out: Path
+    code: str = sweep.CODE               # the client's simulator code (checked by a worker)
+
+    def folder(self, day: sweep.Day) -> Path:
+        return self.out.joinpath(*day.parts)
+
+
+@dataclass
+class Ran:
+    """What one replay of a day sends back from wherever it ran."""
+    row: list                            # day_row's figures, then the bot's exit code
+    text: str                            # its report
+    files: dict[str, bytes]              # report, chart, log, journal: relative path -> bytes
+    measured: Any = None                 # Settings.measure's
+
+
+def replay_day(day: sweep.Day, job: Job) -> Ran:
+    """A task of a sweep, on a worker or here: the day's tape through the job's
+    bot, in a temporary folder; the figures and the folder's files come back
+    (the caller writes them to job.folder(day), which the report names)."""
+    sweep.check_code(job.code)
+    with tempfile.TemporaryDirectory(prefix="tick-taker-replay-") as tmp:
+        tmp = Path(tmp)
+        tape_path = tmp / day.name
+        tape_path.write_bytes(day.data)
+        bot = tmp / "bot" / job.bot.path.name
+        bot.parent.mkdir()
+        bot.write_text(job.bot.text)
+        try:
+            tape = Tape(tape_path, job.settings.minutes)
+        except TapeError as exc:          # name the user's file, not this copy of it
+            raise TapeError(str(exc).replace(str(tape_path), day.origin)) from None
+        work = tmp / "out"
+        row, result, counts, text = replay_tape(tape, day, bot, job, work)
+        measure = job.settings.measure
+        measured = measure(tape, result, counts) if measure else None
+        for journal in work.rglob(tt.DEFAULT_JOURNAL):
+            settle(journal)
+        files = {p.relative_to(work).as_posix(): p.read_bytes()
+                 for p in sorted(work.rglob("*")) if p.is_file()}
+    return Ran(row, text, files, measured)
+
+
+def replay_tape(tape: Tape, day: sweep.Day, bot: Path, job: Job, work: Path
+                ) -> tuple[list, RunResult, dict[str, RuleCounts], str]:
+    """Replay one tape through `bot` (the job's script, saved at that path),
+    writing its report and chart to `work`: its day row, the run, what its
+    rules found, and the report's text."""
+    settings, shown = job.settings, job.folder(day)
+    counts = analyse(tape, load_rules(bot))
+    first, *more = settings.latency_ms
+    result = run(tape, settings.speed, settings.quantity, first, work, settings.progress,
+                 bot_script=bot, feed=day.feed)
+    how = ("as fast as the bot keeps up" if settings.speed is None else
+           f"real time x {settings.speed:g}") + (f", order latency {first:g} ms, "
+                                                 f"--quantity {settings.quantity}, "
+                                                 f"{result.seconds:.1f} s")
+    if not job.bot.shipped:
+        how += f", bot {job.bot.path}"
     summary = [line.split("INFO", 1)[1].strip() for line in result.bot_output.splitlines()
                if "SUMMARY" in line and "INFO" in line] or ["(no summary: see bot.log)"]
-    text = report(tape, counts, result.outcomes, source, how, summary, result.exit_code,
+    text = report(tape, counts, result.outcomes, day.source, how, summary, result.exit_code,
                   result.journal.signals)
     if more:                              # the same data again, a bot run per latency
         runs = [(first, result.outcomes)]
         for ms in more:
-            again = run(tape, args.speed, args.quantity, ms, out / f"latency-{ms:g}ms",
-                        not args.quiet, bot_script=args.bot, feed=feed)
+            again = run(tape, settings.speed, settings.quantity, ms, work / f"latency-{ms:g}ms",
+                        settings.progress, bot_script=bot, feed=day.feed)
             runs.append((ms, again.outcomes))
         text += ("\n\nBy order latency (print to the order reaching the market; the same "
                  "data, a bot run each; the tables above are the first's):\n"
                  + "\n".join(latency_table(last_mids(tape), runs)))
-    journal = out / tt.DEFAULT_JOURNAL
-    text += (f"\n\nThis run in the bot's journal: python -m sim.report --journal {journal} "
-             f"--run {result.journal.run['run_id']}")
-    (out / "report.txt").write_text(text + "\n")
-    chart(tape_books(tape), result.outcomes, (tape.times[0], tape.times[-1]), out / "chart.png",
-          f"tick-taker replay: {source}")
-    if not quiet:
-        print(text)
-        print(f"\nwrote {out / 'report.txt'}, {out / 'chart.png'} and {out / 'bot.log'}\n")
-    day = dt.datetime.fromtimestamp(tape.times[0] / 1e9, history.ET).date().isoformat()
-    return day_row(day, tape, counts, result.outcomes) + [result.exit_code], result, counts
+    text += (f"\n\nThis run in the bot's journal: python -m sim.report --journal "
+             f"{shown / tt.DEFAULT_JOURNAL} --run {result.journal.run['run_id']}")
+    (work / "report.txt").write_text(text + "\n")
+    chart(tape_books(tape), result.outcomes, (tape.times[0], tape.times[-1]), work / "chart.png",
+          f"tick-taker replay: {day.source}")
+    date = dt.datetime.fromtimestamp(tape.times[0] / 1e9, history.ET).date().isoformat()
+    row = day_row(date, tape, counts, result.outcomes) + [result.exit_code]
+    return row, result, counts, text
+
+
+def settle(journal: Path) -> None:
+    """The journal in one file, ready to copy: its write-ahead log folded in
+    and removed (a read-only reader leaves one behind)."""
+    import sqlite3
+    db = sqlite3.connect(journal)
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.close()                        # the last connection: SQLite removes -wal and -shm
+
+
+def write_files(folder: Path, files: dict[str, bytes]) -> None:
+    """A replay's files, from wherever it ran, into its folder here (replacing
+    an earlier run's; a stale journal's WAL would corrupt the new journal)."""
+    for stale in (tt.DEFAULT_JOURNAL + "-wal", tt.DEFAULT_JOURNAL + "-shm"):
+        (folder / stale).unlink(missing_ok=True)
+    for name, data in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
 
 
 def dates(text: str) -> tuple[Optional[dt.date], Optional[dt.date]]:
@@ -282,6 +392,10 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                    help="order latency in market time before matching (default 5); several "
                    "(0,5,20,50) replay the same data once each and add a row per latency; "
                    "'measured': what the last `tick_taker.py --check` here measured")
+    p.add_argument("--together", action="store_true",
+                   help="several symbols: replay each day's through one bot, as it trades them "
+                   "live (one loss limit over them); default: a symbol-day each")
+    sweep.add_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -315,26 +429,41 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return args
 
 
-def tapes(args: argparse.Namespace):
-    """(tape, source, out folder, feed) for each replay the arguments ask for."""
+@dataclass(frozen=True)
+class Planned:
+    """A replay the arguments ask for, before its data is fetched."""
+    parts: tuple[str, ...]               # its folder under --out
+    source: str
+    feed: str
+    fetch: Callable[[], Path]            # the tape file (downloaded, or from the cache)
+
+
+def plan(args: argparse.Namespace) -> list[Planned]:
+    """Every replay the arguments ask for: the bundled hour, a file, or a
+    symbol-day for each symbol (all together with --together) and trading day."""
     if args.data:
-        yield Tape(args.data, args.minutes), f"file {args.data.name}", args.out, args.feed
-        return
+        return [Planned((), f"file {args.data.name}", args.feed, lambda: args.data)]
     if not args.symbol:
-        yield Tape(DATA, args.minutes), f"MSFT, {SOURCE}", args.out, "sip"
-        return
+        return [Planned((), f"MSFT, {SOURCE}", "sip", lambda: DATA)]
     rest = history.connect()
     first, last = args.date
     if first is None:
         first = last = history.last_trading_day(rest)
     days = history.sessions(rest, first, last, args.start, args.end)
     cache = args.cache or history.default_cache()
-    for s in days:
-        path = history.tape_for(rest, args.symbol, s, args.feed, cache, not args.quiet)
-        out = args.out if len(days) == 1 else args.out / s.day.isoformat()
-        yield (Tape(path, args.minutes),
-               f"Alpaca {args.feed.upper()} history, {s.day} {s.start:%H:%M}-{s.end:%H:%M} ET",
-               out, args.feed)
+    groups = [args.symbol] if args.together else [[symbol] for symbol in args.symbol]
+    return [Planned(((s.day.isoformat(),) if len(days) > 1 else ())
+                    + ((symbols[0],) if len(groups) > 1 else ()),
+                    f"Alpaca {args.feed.upper()} history, {s.day} {s.start:%H:%M}-{s.end:%H:%M} ET",
+                    args.feed, partial(history.tape_for, rest, symbols, s, args.feed, cache,
+                                       not args.quiet))
+            for s in days for symbols in groups]
+
+
+def load(planned: Planned) -> sweep.Day:
+    """A planned replay with its data, ready to travel to a worker."""
+    path = planned.fetch()
+    return sweep.Day(planned.parts, planned.source, planned.feed, str(path), path.read_bytes())
 
 
 @contextlib.contextmanager
@@ -357,14 +486,31 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     rows = []
     with said_plainly("replay") as failed:
-        for tape, source, out, feed in tapes(args):
-            rows.append(replay_tape(tape, source, args, out, feed)[0])
+        days = plan(args)
+        alone = len(days) == 1 and not args.cluster
+        job = Job(Script.of(args.bot), Settings.of(args, progress=alone), args.out)
+
+        def keep(day: sweep.Day, _: int, ran: Ran) -> list:
+            write_files(job.folder(day), ran.files)
+            if alone:
+                folder = job.folder(day)
+                print(ran.text)
+                print(f"\nwrote {folder / 'report.txt'}, {folder / 'chart.png'} and "
+                      f"{folder / 'bot.log'}\n")
+            return ran.row
+
+        started = time.monotonic()
+        rows = [row for row, in sweep.run(replay_day, map(load, days), [job], len(days),
+                                          args.jobs, args.cluster, not args.quiet, keep)]
     if failed:
         return failed[0]
     if len(rows) > 1:
         text = range_table([r[:-1] for r in rows])
         print(text)
         (args.out / "summary.txt").write_text(text + "\n")
+        print(f"\n{sweep.pace(len(rows), time.monotonic() - started, args)}; each one's "
+              f"report, chart, log and journal under {args.out}/ (wrote "
+              f"{args.out / 'summary.txt'})")
     return 0 if all(r[-1] == 0 for r in rows) else 1
 
 

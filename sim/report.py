@@ -256,8 +256,8 @@ def report(tape: Tape, counts: dict[str, RuleCounts], outcomes: dict[str, Outcom
 
 def day_row(day: str, tape: Tape, counts: dict[str, RuleCounts],
             outcomes: dict[str, Outcome]) -> list:
-    """One day's figures for a range's summary: day, events, signals, orders,
-    filled orders, realized and marked P&L (cents)."""
+    """One day's figures for a sweep's summary: day, symbols, events, signals,
+    orders, filled orders, realized and marked P&L (cents)."""
     signals = sum(len(c.signals["buy"]) + len(c.signals["sell"]) for c in counts.values())
     orders = [o for out in outcomes.values() for o in out.orders]
     realized = marked = Fraction(0)
@@ -265,17 +265,17 @@ def day_row(day: str, tape: Tape, counts: dict[str, RuleCounts],
     for symbol, out in outcomes.items():
         r, m, _ = pnl(out.executions, mids.get(symbol, 0))
         realized, marked = realized + r, marked + m
-    return [day, len(tape.events), signals, len(orders),
+    return [day, ",".join(tape.symbols), len(tape.events), signals, len(orders),
             sum(int(o["filled_qty"]) > 0 for o in orders), realized, marked]
 
 
 def range_table(rows: list[list]) -> str:
-    """Days of a range, one row each, and a total row."""
-    total = ["total", *(sum(r[i] for r in rows) for i in range(1, 7))]
-    text = [[r[0], f"{r[1]:,}", str(r[2]), str(r[3]), pct(r[4], r[3]),
-             tt.signed_dollars(r[5]), tt.signed_dollars(r[6])] for r in [*rows, total]]
-    return "\n".join(table(["day", "events", "signals", "orders", "filled", "realized P&L",
-                            "marked to mid"], text))
+    """A sweep's days (symbol-days), one row each, and a total row."""
+    total = ["total", "", *(sum(r[i] for r in rows) for i in range(2, 8))]
+    text = [[r[0], r[1], f"{r[2]:,}", str(r[3]), str(r[4]), pct(r[5], r[4]),
+             tt.signed_dollars(r[6]), tt.signed_dollars(r[7])] for r in [*rows, total]]
+    return "\n".join(table(["day", "symbol", "events", "signals", "orders", "filled",
+                            "realized P&L", "marked to mid"], text))
 
 
 def tape_books(tape: Tape) -> dict[str, tuple[list[int], list[tuple[int, int, int, int]]]]:
