@@ -1,6 +1,6 @@
 """Speed and memory of the bot against a minimal baseline client, measured in one run.
 
-Run on demand (not part of the test suite; takes about a minute):
+Run on demand (not part of the test suite; takes about two minutes):
 
     PIPENV_DONT_LOAD_ENV=1 pipenv run python -m sim.benchmark
 
@@ -20,6 +20,12 @@ first rotates), so that a busy host slows both alike:
 - memory: the client's resident set (RSS) through a full replay of the hour
   at maximum speed, sampled as it goes, and its peak.
 
+Then the replay's own pace: synthetic days of a million events (quiet) and
+504,000 (dense in signals) through the real bot, and a sweep of synthetic
+symbol-days (sim.replay, downloaded from the simulated Alpaca's history and
+cached first) with --jobs 1 and --jobs 2: symbol-days a minute, and their
+ratio (target: >= 1.4x on 2 cores; the rows must be identical).
+
 The baseline (`--baseline-client`) is the floor for Python on this stack:
 raw websockets + json + one keep-alive aiohttp session, no SDK, the same
 decision rules, fire-and-forget order tasks. The "2019 design" calls the
@@ -34,8 +40,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import calendar
+import contextlib
 import datetime as dt
 import functools
+import io
 import json
 import os
 import platform
@@ -59,6 +67,8 @@ SYMBOL = "BNCH"
 TEN = ("BNCH", "AAA", "BBB", "CCC", "DDD", "EEE", "FFF", "GGG", "HHH", "III")
 DAY_EVENTS = 1_000_000        # the synthetic day the replay's speed is measured on
 MANY = 1000                   # symbols on one connection: the many-symbols line
+SWEEP = (("SWA", "SWB"), (dt.date(2026, 11, 23), dt.date(2026, 11, 24)), 100_000)
+                              # the sweep: its symbols, its days, events per symbol-day
 DENSE_EVENTS = 504_000        # a day dense in signals: as many events as issue 19's
 DENSE_MOVE_P = 0.16           # a one-cent move this often: a level change every ~15 events
 DENSE_PRINT_P = 0.2           # and a print this often: a signal every ~100 events
@@ -415,7 +425,8 @@ def measure(tape: Tape, tmp: Path) -> dict[str, dict]:
 
 
 def synthetic_day(path: Path, events: int = DAY_EVENTS, symbol: str = "SYNT",
-                  seed: int = 20261202, move_p: float = 0.012, print_p: float = 0.1) -> None:
+                  seed: int = 20261202, move_p: float = 0.012, print_p: float = 0.1,
+                  day: dt.date = dt.date(2026, 11, 27)) -> None:
     """A made-up regular session of `events` quotes and trades: a one-cent
     spread that now and then widens, a random walk of one-cent moves (a
     quote moves with probability `move_p`), sizes that lean one way or the
@@ -424,7 +435,7 @@ def synthetic_day(path: Path, events: int = DAY_EVENTS, symbol: str = "SYNT",
     event as the real MSFT hour (one in 240); DENSE_MOVE_P makes a day dense
     in signals (a level change every 15 events, a signal every 100)."""
     rng = random.Random(seed)
-    t = int(dt.datetime(2026, 11, 27, 9, 30, tzinfo=ET).timestamp() * 1e9)
+    t = int(dt.datetime.combine(day, dt.time(9, 30), ET).timestamp() * 1e9)
     step_ns = int(6.5 * 3600 * 1e9 / events)
     bid, spread = 2000, 1
     bid_size, ask_size = 500, 500
@@ -483,6 +494,45 @@ def replay_speed(tmp: Path, events: int = DAY_EVENTS, dense: bool = False) -> di
             "orders": sum(len(o.orders) for o in result.outcomes.values())}
 
 
+def sweep_pace(tmp: Path) -> dict:
+    """A sweep of SWEEP's symbol-days through sim.replay, as a user runs it
+    (downloaded from the simulated Alpaca's history into a cache first, so
+    that both runs only replay), with --jobs 1 then --jobs 2: seconds each,
+    and whether their rows are identical."""
+    from sim import replay
+    symbols, days, events = SWEEP
+    print(f"a sweep of {len(symbols) * len(days)} synthetic symbol-days, --jobs 1 and 2 ...",
+          file=sys.stderr, flush=True)
+    fake = FakeAlpaca().start()
+    saved = dict(os.environ)
+    try:
+        for i, day in enumerate(days):
+            for j, symbol in enumerate(symbols):
+                path = tmp / f"sweep-{symbol}-{day}.csv"
+                synthetic_day(path, events, symbol=symbol, seed=i * 10 + j, day=day)
+                fake.load_history(Tape(path))
+        os.environ.update(fake.env())
+        argv = ["--symbol", ",".join(symbols), "--date", f"{days[0]}..{days[-1]}", "--quiet",
+                "--cache", str(tmp / "sweep-cache")]
+        for planned in replay.plan(replay.parse_args(argv)):
+            planned.fetch()                       # downloaded now: the runs read the cache
+        seconds, rows = {}, {}
+        for jobs in (1, 2):
+            out = tmp / f"sweep-jobs-{jobs}"
+            started = time.monotonic()
+            with contextlib.redirect_stdout(io.StringIO()):
+                code = replay.main([*argv, "--jobs", str(jobs), "--out", str(out)])
+            seconds[jobs] = time.monotonic() - started
+            rows[jobs] = (out / "summary.txt").read_text() if code == 0 else f"exit {code}"
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        fake.stop()
+    n = len(symbols) * len(days)
+    return {"n": n, "events": events, "per_min": {j: 60 * n / s for j, s in seconds.items()},
+            "same": rows[1] == rows[2] and not rows[1].startswith("exit")}
+
+
 def machine() -> str:
     model = next((line.split(":", 1)[1].strip() for line in
                   Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
@@ -507,6 +557,7 @@ def main() -> int:
         found = measure(tape, Path(tmp))
         wide = many_symbols(Path(tmp))
         days = [replay_speed(Path(tmp)), replay_speed(Path(tmp), DENSE_EVENTS, dense=True)]
+        swept = sweep_pace(Path(tmp))
     bot, base, old = found["bot"], found["baseline"], found["2019 design"]
     ten, bare = found["bot, 10 symbols"], found["bot, no journal"]
     ms = 1000
@@ -583,6 +634,11 @@ def main() -> int:
               f"{day['orders']} orders; the bot saw {'exactly' if day['same'] else 'NOT'} the "
               f"{day['levels'][0]:,} level changes and {day['levels'][1]:,} armed levels the "
               "report counts")
+    one, two = swept["per_min"][1], swept["per_min"][2]
+    print(f"\nsweep of {swept['n']} synthetic symbol-days ({swept['events']:,} events each) "
+          f"through sim.replay: --jobs 1 {one:.1f} symbol-days a minute, --jobs 2 {two:.1f}: "
+          f"{two / one:.2f}x (target >= 1.4x on 2 cores: {'met' if two / one >= 1.4 else 'NOT met'}"
+          f", this machine has {os.cpu_count()}); rows {'identical' if swept['same'] else 'DIFFER'}")
     return 0
 
 
