@@ -487,12 +487,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows = []
     with said_plainly("replay") as failed:
         days = plan(args)
-        alone = len(days) == 1 and not args.cluster
-        job = Job(Script.of(args.bot), Settings.of(args, progress=alone), args.out)
+        here = len(days) == 1 and not args.cluster      # in this process: events' progress
+        job = Job(Script.of(args.bot), Settings.of(args, progress=here), args.out)
 
         def keep(day: sweep.Day, _: int, ran: Ran) -> list:
             write_files(job.folder(day), ran.files)
-            if alone:
+            if len(days) == 1:                            # one replay: its report
                 folder = job.folder(day)
                 print(ran.text)
                 print(f"\nwrote {folder / 'report.txt'}, {folder / 'chart.png'} and "
