@@ -25,6 +25,7 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from fractions import Fraction
 from pathlib import Path
 from typing import Optional
@@ -36,7 +37,7 @@ from sim.report import (RuleCounts, book_marks, last_mids, moved_our_way, pnl, p
                         save_time_chart, table, tape_books)
 from sim.tape import Tape
 
-CURVE_POINTS = 5000        # of each run's P&L curve, for the chart
+CURVE_POINTS = 20_000      # of each version's P&L curve over the whole sweep, for the chart
 
 
 @dataclass
@@ -77,12 +78,13 @@ def figures(tape: Tape, result: replay.RunResult, counts: dict[str, RuleCounts])
     return f
 
 
-def measured(tape: Tape, result: replay.RunResult, counts: dict[str, RuleCounts]
-             ) -> tuple[Figures, list[tuple[int, float]]]:
+def measured(tape: Tape, result: replay.RunResult, counts: dict[str, RuleCounts],
+             points: int = CURVE_POINTS) -> tuple[Figures, list[tuple[int, float]]]:
     """What a comparison needs of each run, computed where the run ran: its
-    figures and its P&L curve (at most CURVE_POINTS points)."""
+    figures and its P&L curve (at most about `points` points: a sweep's
+    share of CURVE_POINTS, so that a long sweep's curves fit in memory)."""
     curve = pnl_curve(book_marks(tape_books(tape)), result.outcomes)
-    step = max(1, len(curve) // CURVE_POINTS)
+    step = max(1, len(curve) // points)
     return figures(tape, result, counts), curve[::step] + curve[-1:]
 
 
@@ -211,7 +213,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     kept = []
     with replay.said_plainly("compare") as failed:
         days = replay.plan(args)
-        settings = replay.Settings.of(args, measure=measured)
+        settings = replay.Settings.of(args, measure=partial(
+            measured, points=max(100, CURVE_POINTS // len(days))))
         jobs = [replay.Job(replay.Script.of(path), settings, args.out / f"{i}-{path.stem}")
                 for i, path in enumerate((args.original, args.mine), 1)]
 
