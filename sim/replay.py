@@ -169,7 +169,8 @@ class Settings:
     minutes: Optional[float]
     progress: bool = False               # event progress bars: a replay in this process
     # More figures from each run, computed where it ran (sim.compare's): a
-    # module-level function (tape, RunResult, rule counts) -> anything picklable.
+    # picklable function (module-level, or a partial of one) of the tape, the
+    # RunResult and the rule counts, returning anything picklable.
     measure: Optional[Callable[[Tape, RunResult, dict[str, RuleCounts]], Any]] = None
 
     @classmethod
@@ -422,7 +423,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                    help="the bot to replay: any copy of tick_taker.py, run unmodified "
                    "(default: the tick_taker.py beside sim/)")
     p.add_argument("--out", type=Path, default=Path("replay-report"),
-                   help="folder for report.txt, chart.png and bot.log (default replay-report)")
+                   help="folder for report.txt, chart.png and bot.log; a sweep: a folder in "
+                   "it per symbol-day (DAY/SYMBOL), and summary.txt (default replay-report)")
     args = check_args(p, p.parse_args(argv))
     if not args.bot.is_file():
         p.error(f"--bot {args.bot}: no such file")
@@ -500,8 +502,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             return ran.row
 
         started = time.monotonic()
-        rows = [row for row, in sweep.run(replay_day, map(load, days), [job], len(days),
-                                          args.jobs, args.cluster, not args.quiet, keep)]
+        rows = [runs[0] for runs in sweep.run(replay_day, map(load, days), [job], len(days),
+                                              args.jobs, args.cluster, not args.quiet, keep)]
     if failed:
         return failed[0]
     if len(rows) > 1:
