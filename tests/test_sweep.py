@@ -26,7 +26,10 @@ from tests.test_replay import fork
 
 DAYS = ("2026-11-23", "2026-11-24")          # a Monday and a Tuesday
 SYMBOLS = ("AAA", "BBB")
-EVENTS = 2000                                # a small symbol-day: the sweep, not the day, is tested
+# Small symbol-days (the sweep, not the day, is tested), the first day the
+# longest: run at once, the second finishes first, and the rows must still
+# come in the days' order.
+EVENTS = (20_000, 2_000)
 START_S = 30                                 # for a scheduler and its workers to start
 
 
@@ -40,7 +43,7 @@ def alpaca(fake, monkeypatch, tmp_path):
     for i, day in enumerate(DAYS):
         for j, symbol in enumerate(SYMBOLS):
             path = tmp_path / f"{symbol}-{day}.csv"
-            synthetic_day(path, EVENTS, symbol=symbol, seed=10 * i + j,
+            synthetic_day(path, EVENTS[i], symbol=symbol, seed=10 * i + j,
                           day=dt.date.fromisoformat(day))
             fake.load_history(Tape(path))
     return fake
