@@ -1141,13 +1141,24 @@ class OrderDesk:
         if self.session is not None:
             await self.session.close()
 
+    async def warm(self) -> None:
+        """Open the order connection (one GET /v2/clock over it), so that an
+        order finds it ready: start-up does this before it subscribes to the
+        market data, so that even the first signal, which may come with the
+        first frame, pays for no new connection (a TLS handshake to Alpaca).
+        Best effort: if it fails, the first order opens its own."""
+        answer = await self._request("GET", "/v2/clock")
+        if answer.status is None or answer.status >= 300:
+            log.info("order connection not opened ahead (%s); the first order will open it",
+                     answer.text or f"HTTP {answer.status}")
+
     async def keep_warm(self) -> None:
-        """Open the order connection now, and use it whenever it has been idle
-        KEEP_WARM_S: a signal minutes after the last one must not pay for a new
-        connection (a TLS handshake to Alpaca). One request a half-minute."""
+        """Use the order connection whenever it has been idle KEEP_WARM_S: a
+        signal minutes after the last one must not pay for a new connection.
+        One request a half-minute."""
         while True:
             if time.monotonic() - self.last_call >= KEEP_WARM_S:
-                await self._request("GET", "/v2/clock")
+                await self.warm()
             await asyncio.sleep(max(0.0, self.last_call + KEEP_WARM_S - time.monotonic()))
 
     # -- deciding and sending ---------------------------------------------
@@ -2197,6 +2208,7 @@ class TickTaker:
             return False
         await self.desk.open()
         await self.adopt_account_state()
+        await self.desk.warm()                   # before the first print can come
         try:
             await self.open_stream(self.trading)
             await self.open_stream(self.data)

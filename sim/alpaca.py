@@ -141,6 +141,7 @@ class Received:
     order_times: list[float] = field(default_factory=list)  # perf_counter() at each POST
     requests: list[tuple[str, str]] = field(default_factory=list)
     request_times: list[float] = field(default_factory=list)   # time.monotonic()
+    request_ports: list[int] = field(default_factory=list)     # the client's: its connection
     data_connections: int = 0
     trading_connections: int = 0
     data_connection_times: list[float] = field(default_factory=list)   # time.monotonic()
@@ -313,6 +314,8 @@ class FakeAlpaca:
         key = (request.method, route.canonical if route else request.path)
         self.received.requests.append(key)
         self.received.request_times.append(time.monotonic())
+        self.received.request_ports.append((request.transport.get_extra_info("peername")
+                                            or ("", 0))[1])
         if key == ("POST", "/v2/orders"):          # recorded even when a fault answers
             self.received.order_times.append(time.perf_counter())
             self.received.orders.append(await request.json())
@@ -914,7 +917,8 @@ class FakeAlpaca:
         pong may come before the bot read the print (websockets answers a
         ping from its reader), by the second the bot has acted on it and, on
         Python 3.12 and later, sent its order (an eager task writes it before
-        the handler returns); on 3.11 aiohttp writes a request's body a turn
+        the handler returns, over the connection the bot opened before it
+        subscribed: a new one would take round trips of its own); on 3.11 aiohttp writes a request's body a turn
         later, so a third (the default). The order was then in this server's
         socket before the last pong, and a few turns of this loop read it
         (after a likely print, one more round trip if it has not come). If an

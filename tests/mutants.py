@@ -175,6 +175,8 @@ MUTANTS = {
     # -- several symbols
     "quiet-symbol-forgets-all": ("warned.add(symbol)\ninst.quote.forget()",
                                  "warned.add(symbol)\n[i.quote.forget() for i in self.instruments.values()]"),
+    # -- the order connection
+    "order-connection-opened-late": ("await self.desk.warm()", "pass"),
 }
 
 _COMMENT = re.compile(r"\s+#.*$")

@@ -193,6 +193,20 @@ def test_next_order_is_sent_while_a_cancel_is_in_flight(fake, bot):
     assert_in_step(fake, stop_cleanly(bot), 0)
 
 
+def test_first_order_goes_over_the_connection_opened_before_the_market_data(fake, bot):
+    """The order connection is "opened before the market data is subscribed (so
+    even the first signal pays for no new connection)"."""
+    buy_signal(fake, 1000, t=0)
+    fake.wait_orders(1)
+    got = fake.received
+    first = got.requests.index(("POST", "/v2/orders"))
+    opened = [i for i, key in enumerate(got.requests[:first]) if key == ("GET", "/v2/clock")
+              and got.request_ports[i] == got.request_ports[first]]
+    assert opened, "the first order opened a connection of its own"
+    assert got.request_times[opened[0]] < got.data_connection_times[0]
+    assert_in_step(fake, stop_cleanly(bot), 0)
+
+
 # ----------------------------------------------------------------- the faults
 def test_403_on_submit_keeps_running_without_phantom_shares(fake, run_bot):
     """If sending the order fails, release its pending shares at once."""
