@@ -66,6 +66,7 @@ SECRET_KEY = "fake-secret-0000000000000000000000000000"
 FEEDS = "iex|sip|test|delayed_sip"
 OPEN_STATES = {"new", "accepted", "pending_new", "partially_filled"}
 WAIT_S = 10.0
+EXPECTED_ORDER_S = 1.0       # the replay's wait for an order the bot must send (see replay)
 MS_NS = 1_000_000
 DROP = 0                      # a Fault status: cut the connection, answer nothing
 # Message type -> the subscription that carries it (corrections and cancels
@@ -210,6 +211,8 @@ class FakeAlpaca:
         self.replay_latency_ns = 0
         self.replay_sent = 0                      # events sent so far
         self.replay_done = False
+        self.replay_late_orders = 0               # orders the bot had to send that came late
+        self.replay_missing_orders = 0            # ... or never (replay's EXPECTED_ORDER_S)
         self._replay_clock: Callable[[], int] = lambda: 0
         self._print_times: dict[tuple[str, int], int] = {}   # (symbol, cents) -> last print
         self.executions: list[tuple[int, str, str, int, int]] = []  # t, symbol, side,
@@ -899,8 +902,9 @@ class FakeAlpaca:
 
     async def replay(self, tape: Tape, speed: Optional[float] = None,
                      latency_ms: float = 5.0,
-                     triggers: tuple[frozenset[int], dict[int, tuple[str, int]]] = (frozenset(), {}),
-                     max_frame: int = 1000, acted_pings: int = 3) -> None:
+                     triggers: tuple[dict[int, str], dict[int, tuple[str, int]]] = ({}, {}),
+                     max_frame: int = 1000, acted_pings: int = 3,
+                     room: Optional[Callable[[str, str, int], bool]] = None) -> None:
         """Stream `tape` through the market-data websocket, and match orders
         against its book.
 
@@ -921,10 +925,14 @@ class FakeAlpaca:
         subscribed: a new one would take round trips of its own); on 3.11 aiohttp writes a request's body a turn
         later, so a third (the default). The order was then in this server's
         socket before the last pong, and a few turns of this loop read it
-        (after a likely print, one more round trip if it has not come). If an
-        order came, it waits until the order is done and its events read,
-        and passes over the later prints of that level (one attempt per
-        level: they cannot trigger).
+        (after a likely print, one more round trip if it has not come). A
+        likely print whose order the bot has room for (`room(symbol, side,
+        held)`: the replay asks the bot's own Position) is the bot's order
+        for sure: if the round trips did not bring it (a loaded machine can
+        deliver two sockets' bytes out of order), this waits for it, up to
+        EXPECTED_ORDER_S. If an order came, it waits until the order is done
+        and its events read, and passes over the later prints of that level
+        (one attempt per level: they cannot trigger).
 
         An order is matched against the book as it stood at the print that
         triggered it (the last such print of its symbol at its limit price)
@@ -933,6 +941,7 @@ class FakeAlpaca:
         """
         self.tape, self.replay_latency_ns = tape, round(latency_ms * MS_NS)
         self.replay_sent, self.replay_done = 0, False
+        self.replay_late_orders = self.replay_missing_orders = 0
         self._print_times = {}
         first_t, wall0 = tape.times[0], time.perf_counter()
         last_sent = [first_t]
@@ -946,7 +955,8 @@ class FakeAlpaca:
 
         likely, possible = triggers
         tried: set[tuple[str, int]] = set()        # (symbol, level) the bot ordered at
-        pending: Optional[tuple[int, tuple[str, int], bool]] = None   # the last trigger sent
+        pending: Optional[tuple[int, tuple[str, int], Optional[str]]] = None  # the last trigger
+        #                                         sent: orders before it, its level, likely side
 
         async def flush() -> None:
             nonlocal since_ping
@@ -971,12 +981,15 @@ class FakeAlpaca:
             nonlocal pending
             if pending is None:
                 return
-            before, level, likely_one = pending
+            before, level, side = pending
             pending = None
             await flush()
             for _ in range(acted_pings):             # everything sent so far acted on
                 await self.ping_data()
-            if await self._order_came(before, likely_one) and await self._settle_orders():
+            held = self.positions.get(level[0], [0])[0]
+            expected = side is not None and room is not None and room(level[0], side, held)
+            if await self._order_came(before, side is not None, expected) \
+                    and await self._settle_orders():
                 tried.add(level)
 
         for i, e in enumerate(tape.events):
@@ -996,7 +1009,7 @@ class FakeAlpaca:
             if trigger:
                 before = len(self.received.orders)
                 await flush()
-                pending = (before, level, i in likely)
+                pending = (before, level, likely.get(i))
             elif not speed and len(frame) >= max_frame:
                 await flush()
         await settle()
@@ -1005,10 +1018,12 @@ class FakeAlpaca:
         self.replay_done = True
         self._notify()
 
-    async def _order_came(self, before: int, likely: bool) -> bool:
+    async def _order_came(self, before: int, likely: bool, expected: bool = False) -> bool:
         """Did a limit order come since `before`? It was in this server's socket
         before the last pong: a few turns of this loop read it. After a likely
-        print, if it still has not come, one more round trip makes sure."""
+        print, if it still has not come, one more round trip makes sure; an
+        `expected` order is waited for (up to EXPECTED_ORDER_S, or until the
+        bot is gone)."""
         def came() -> bool:
             return any(o.get("type") == "limit" for o in self.received.orders[before:])
         for _ in range(5):
@@ -1017,6 +1032,12 @@ class FakeAlpaca:
             await asyncio.sleep(0)
         if likely:
             await self.ping_data()
+        if expected and not came():
+            self.replay_late_orders += 1
+            deadline = time.perf_counter() + EXPECTED_ORDER_S
+            while not came() and time.perf_counter() < deadline and self.hopeless() is None:
+                await asyncio.sleep(0.002)
+            self.replay_missing_orders += not came()
         return came()
 
     async def _settle_orders(self, settle_s: float = 0.05) -> bool:

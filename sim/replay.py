@@ -45,6 +45,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Optional
 
 import tick_taker as tt
@@ -95,7 +96,7 @@ def run(tape: Tape, speed: Optional[float], quantity: int, latency_ms: float,
     fake.watchers.append(bot.why_stuck)
     try:
         # While the bot starts (another process): where it may act.
-        triggers = could_trigger(tape, rules) if speed is None else (frozenset(), {})
+        triggers = could_trigger(tape, rules) if speed is None else ({}, {})
         for symbol in symbols:
             try:
                 fake.wait_ready(symbol, timeout=30)
@@ -107,7 +108,7 @@ def run(tape: Tape, speed: Optional[float], quantity: int, latency_ms: float,
         # handler returns, so two ping round trips see it acted on (sim/alpaca.py).
         job = asyncio.run_coroutine_threadsafe(fake.replay(
             tape, speed, latency_ms, triggers, acted_pings=2 if sys.version_info >= (3, 12)
-            else 3), fake._loop)
+            else 3, room=partial(has_room, rules, quantity)), fake._loop)
         bar = _bar(len(tape.events), progress)
         while not job.done():
             try:
@@ -135,6 +136,15 @@ def run(tape: Tape, speed: Optional[float], quantity: int, latency_ms: float,
     finally:
         bot.kill()
         fake.stop()
+
+
+def has_room(rules: ModuleType, quantity: int, symbol: str, side: str, held: int) -> bool:
+    """Has the bot (`rules`: its own module) room for a `side` order holding
+    `held` shares of `symbol`, none pending (the replay's orders are done
+    before the next print)? Its own Position says."""
+    position = rules.Position(quantity)
+    position.held = held
+    return position.can_buy() if side == "buy" else position.sellable() > 0
 
 
 def _bar(total: int, progress: bool):

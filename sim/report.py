@@ -74,8 +74,9 @@ def analyse(tape: Tape, rules: ModuleType = tt) -> dict[str, RuleCounts]:
 
 
 def could_trigger(tape: Tape, rules: ModuleType = tt
-                  ) -> tuple[frozenset[int], dict[int, tuple[str, int]]]:
-    """The events (by index) at which the bot may send an order: (likely, all).
+                  ) -> tuple[dict[int, str], dict[int, tuple[str, int]]]:
+    """The events (by index) at which the bot may send an order: (likely,
+    with their side; all).
 
     Likely: the signals the rules find with unlimited room (the first print
     that passes every rule at each armed level). All: every print that passes
@@ -90,7 +91,7 @@ def could_trigger(tape: Tape, rules: ModuleType = tt
     armed: dict[str, tt.Quote] = {}
     room = rules.Position(10 ** 12)
     room.held = 10 ** 9
-    likely: list[int] = []
+    likely: dict[int, str] = {}
     possible: dict[int, tuple[str, int]] = {}
     for i, e in enumerate(tape.events):
         quote = quotes.setdefault(e[2], rules.Quote())
@@ -101,9 +102,10 @@ def could_trigger(tape: Tape, rules: ModuleType = tt
         elif ((trade := print_of(e, rules)) is not None
               and rules.decide(quote, room, trade) is not None):
             possible[i] = (e[2], quote.level_changes)
-            if rules.follow(first, room, trade, blocked=None, reserve=lambda: True) is not None:
-                likely.append(i)
-    return frozenset(likely), possible
+            if (decision := rules.follow(first, room, trade, blocked=None,
+                                         reserve=lambda: True)) is not None:
+                likely[i] = decision.side
+    return likely, possible
 
 
 def moved_our_way(tape: Tape, symbol: str, entries: list[tuple[int, str]],

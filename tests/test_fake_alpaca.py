@@ -134,3 +134,21 @@ def test_sdk_trading_stream_receives_fills_with_string_numbers(fake, rest):
     assert (part.qty, part.order["filled_qty"], full.qty, full.order["filled_qty"]) == \
         ("40", "40", "60", "100")
     assert (full.price, full.position_qty, full.order["status"]) == ("10.01", "100", "filled")
+
+
+def test_replay_waits_for_an_order_the_bot_must_send_however_late_it_comes(fake, rest):
+    """The replay waits "for an order the bot must send (its rule signals and its
+    own position has room) until that order has come, however loaded the machine"."""
+    import threading
+    fake.universe.add(SYMBOL)
+    late = threading.Timer(0.2, lambda: rest.submit_order(SYMBOL, 100, "buy", "limit", "day",
+                                                          limit_price="10.00"))
+    late.start()                         # after the ping round trips, as on a loaded machine
+    try:
+        assert fake.call(fake._order_came, 0, False, True) is True
+    finally:
+        late.join()
+    assert (fake.replay_late_orders, fake.replay_missing_orders) == (1, 0)
+    # An order the bot has no room for is not awaited: no order, no wait.
+    assert fake.call(fake._order_came, 1, False, False) is False
+    assert fake.replay_late_orders == 1
