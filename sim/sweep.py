@@ -29,8 +29,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from distributed import WorkerPlugin
-
 import tick_taker as tt
 
 WORKERS_S = 30          # for a --cluster scheduler's first worker to be there
@@ -102,21 +100,28 @@ def client(jobs: int, cluster: Optional[str]) -> Iterator[Any]:
     with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as local, \
             Client(local) as c:
-        c.register_plugin(_LeaveCtrlCToTheClient())
+        c.register_plugin(_leave_ctrl_c_to_the_client())
         yield c
 
 
-class _LeaveCtrlCToTheClient(WorkerPlugin):
-    """A local worker's Ctrl+C (the terminal sends it to every process of the
-    sweep) is the client's to handle: it stops the sweep and the cluster. The
-    worker would only die of it mid-task, a traceback each. Its bots still
-    get the Ctrl+C themselves and stop cleanly (a handler, unlike an ignored
-    signal, is not inherited by the processes a worker starts)."""
-    name = "tick-taker-ctrl-c"
+def _leave_ctrl_c_to_the_client() -> Any:
+    """A worker plugin: a local worker's Ctrl+C (the terminal sends it to
+    every process of the sweep) is the client's to handle: it stops the
+    sweep and the cluster. The worker would only die of it mid-task, a
+    traceback each. Its bots still get the Ctrl+C themselves and stop
+    cleanly (a handler, unlike an ignored signal, is not inherited by the
+    processes a worker starts). Defined here so that importing sim (a
+    single replay) does not import Dask; it travels to the workers by value."""
+    from distributed import WorkerPlugin
 
-    def setup(self, worker: Any) -> None:
-        import signal
-        signal.signal(signal.SIGINT, lambda *_: None)
+    class LeaveCtrlCToTheClient(WorkerPlugin):
+        name = "tick-taker-ctrl-c"
+
+        def setup(self, worker: Any) -> None:
+            import signal
+            signal.signal(signal.SIGINT, lambda *_: None)
+
+    return LeaveCtrlCToTheClient()
 
 
 def run(fn: Callable[[Day, Any], Any], days: Iterable[Day], runs: list[Any], total: int,
