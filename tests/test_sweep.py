@@ -184,6 +184,8 @@ def test_a_worker_at_another_commit_refuses_the_work(tmp_path):
 def test_a_cluster_address_with_no_scheduler_is_said_plainly(tmp_path, capsys):
     """A --cluster address where no scheduler answers: a clear error, exit code 2."""
     import dask
+    import distributed  # noqa: F401 (its defaults in dask's config before the override:
+    #                     set() undoes on exit what it found missing, imports included)
     with socket.socket() as s:            # a port that was free a moment ago
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
