@@ -986,8 +986,8 @@ class FakeAlpaca:
             await flush()
             for _ in range(acted_pings):             # everything sent so far acted on
                 await self.ping_data()
-            held = self.positions.get(level[0], [0])[0]
-            expected = side is not None and room is not None and room(level[0], side, held)
+            expected = side is not None and room is not None and room(
+                level[0], side, self.positions.get(level[0], [0])[0])
             if await self._order_came(before, side is not None, expected) \
                     and await self._settle_orders():
                 tried.add(level)

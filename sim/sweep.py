@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 import tick_taker as tt
 
 WORKERS_S = 30          # for a --cluster scheduler's first worker to be there
+MAX_JOBS = 1000         # local workers at most (--jobs)
 
 
 def _code_digest() -> str:
@@ -192,23 +193,12 @@ def pace(n: int, seconds: float, args: Any, runs: int = 1) -> str:
 
 def add_args(p: Any) -> None:
     """--jobs and --cluster (sim.replay's and sim.compare's)."""
-    p.add_argument("--jobs", type=_count, default=cores(), metavar="N",
+    p.add_argument("--jobs", type=tt.in_range(int, 1, MAX_JOBS), default=cores(), metavar="N",
                    help=f"replay N symbol-days at once, each with its own simulated Alpaca "
                    f"and bot, on a local Dask cluster (default: the cores, {cores()})")
     p.add_argument("--cluster", metavar="tcp://HOST:8786",
                    help="send the symbol-days to this running Dask scheduler and its workers "
                    "instead (README, \"Sweeps\")")
-
-
-def _count(text: str) -> int:
-    import argparse
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: a whole number, 1 or more")
-    return value
 
 
 def _bar(total: int, progress: bool):
