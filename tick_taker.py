@@ -10,21 +10,25 @@ sends one LOT-share `day` limit order at that price and cancels it at once
 (a simulated immediate-or-cancel). One attempt per level; never short; never
 more than `--quantity` shares held.
 
-FORKING IT? The rule is the first 160 lines: the constants just below and
-`signal_side()` (a print -> "buy", "sell" or nothing). Change those, then
+FORKING IT? The rule is the first 170 lines: the constants just below and
+`Rule` (its `signal_side()`: a print -> "buy", "sell" or nothing; and, for a
+rule that remembers, its own state and an `on_quote()` hook). Change those, then
 
     pipenv run pytest tests/test_contract.py       # what pins the shipped rule
     pipenv run python -m sim.compare ORIGINAL.py tick_taker.py   # yours vs the original
 
-(README, "Change the strategy"). Everything below `signal_side()` is the
+(README, "Change the strategy"). Everything below `Rule` is the
 plumbing that carries its verdict out safely; a fork need not read it.
 
 The exact contract is in README.md ("The strategy"). Read top to bottom:
 
-    constants, Config         the knobs
-    Quote                     level tracking (pure, no I/O)
+    constants                 the rule's knobs
+    Trade, Rule               THE RULE: one trade print -> a side, or None (and
+                              a home for what a rule remembers)
+    ---- plumbing below: a fork that changes the rule need not read on ----
+    settings, Config          the run's settings and limits
+    Quote, feed()             level tracking (pure, no I/O); each quote to the rule
     Position                  order registry, order life and fill accounting (pure)
-    signal_side()             THE RULE: one trade print -> a side, or None
     order_for(), follow()     the position's room and the run's guards (the
                               trading stream, stopping, the close, the loss
                               limit, the REST budget) around the rule
@@ -125,44 +129,56 @@ def regular(conditions: Optional[list[str]]) -> bool:
     return conditions is None or REGULAR_CONDITIONS.issuperset(conditions)
 
 
-def signal_side(quote: Quote, trade: Trade) -> Optional[str]:
-    """THE RULE. Is this print a signal, and which way: "buy", "sell", or None.
+class Rule:
+    """THE RULE, one per symbol: is this print a signal, and which way.
 
-    One guard per rule of README "The strategy", cheapest first; the
-    position and the run are not asked (order_for() and follow() do that).
-    `quote` is the symbol's level tracker: its level (`level_bid`,
+    `signal_side()` sees every print of the symbol and says "buy", "sell" or
+    None; the position and the run are not asked (order_for() and follow()
+    do that). `quote` is the symbol's level tracker: its level (`level_bid`,
     `level_ask`, `level_time_ns`), whether it is `armed`, and the live quote
     (`bid`, `ask`, `bid_size`, `ask_size`), integer cents and shares.
-    "Spread of exactly one cent" needs no line of its own: rule 2 implies it
-    (a level is always a one-tick spread)."""
-    if not quote.armed:
-        return None                                   # 1. armed, no attempt yet
-    if not quote.at_level():
-        return None                                   # 2. live quote at the level
-    if as_ns(trade.t) - quote.level_time_ns <= QUOTE_GUARD_NS:
-        return None                                   # 3. after the quote guard
-    if trade.size < MIN_PRINT_SIZE:
-        return None                                   # 4. a big enough print
-    if not regular(trade.conditions):
-        return None                                   # 5. a regular print ...
-    bid_size, ask_size = quote.bid_size, quote.ask_size
-    if bid_size <= 0 or ask_size <= 0:
-        return None                                   # 5. ... and both sizes shown
-    if trade.price_cents == quote.level_ask and outweighs(bid_size, ask_size):
-        return "buy"                                  # printed at the ask, bid heavy
-    if trade.price_cents == quote.level_bid and outweighs(ask_size, bid_size):
-        return "sell"                                 # printed at the bid, ask heavy
-    return None
+
+    A rule that remembers keeps its state here, on `self` (set it up in
+    `__init__`), and may define `on_quote(self, quote, t)`: it is then called
+    with every quote of the symbol, once `quote` has taken it (`t`: the
+    quote's exchange time; `as_ns(t)` in nanoseconds). The shipped rule
+    remembers nothing, so it defines none and quotes skip the call. Example,
+    and its test walk-through: README, "Change the strategy".
+    """
+    on_quote: Optional[Callable[[Quote, ExchangeTime], None]] = None
+
+    def signal_side(self, quote: Quote, trade: Trade) -> Optional[str]:
+        """One guard per rule of README "The strategy", cheapest first.
+        "Spread of exactly one cent" needs no line of its own: rule 2
+        implies it (a level is always a one-tick spread)."""
+        if not quote.armed:
+            return None                                   # 1. armed, no attempt yet
+        if not quote.at_level():
+            return None                                   # 2. live quote at the level
+        if as_ns(trade.t) - quote.level_time_ns <= QUOTE_GUARD_NS:
+            return None                                   # 3. after the quote guard
+        if trade.size < MIN_PRINT_SIZE:
+            return None                                   # 4. a big enough print
+        if not regular(trade.conditions):
+            return None                                   # 5. a regular print ...
+        bid_size, ask_size = quote.bid_size, quote.ask_size
+        if bid_size <= 0 or ask_size <= 0:
+            return None                                   # 5. ... and both sizes shown
+        if trade.price_cents == quote.level_ask and outweighs(bid_size, ask_size):
+            return "buy"                                  # printed at the ask, bid heavy
+        if trade.price_cents == quote.level_bid and outweighs(ask_size, bid_size):
+            return "sell"                                 # printed at the bid, ask heavy
+        return None
 
 
 # ==========================================================================
-# Everything below is plumbing: it carries signal_side()'s verdict out
+# Everything below is plumbing: it carries Rule.signal_side()'s verdict out
 # safely (levels, positions, orders, streams, shutdown). A fork that only
 # changes the rule need not read on.
 # ==========================================================================
 
 DEFAULT_SYMBOL = "SNAP"
-DEFAULT_QUANTITY = 500
+DEFAULT_QUANTITY = 5 * LOT           # --quantity's default: five lots (500 shares)
 MAX_QUANTITY = 1_000_000             # --quantity above this is a typo, not a plan
 DEFAULT_JOURNAL = "tick-taker.db"    # the journal, in the folder the bot runs in
 DEFAULT_FEED = "iex"
@@ -330,6 +346,21 @@ class Quote:
         self.armed = False
 
 
+def feed(quote: Quote, rule: Rule) -> Callable[[int, int, int, int, ExchangeTime], bool]:
+    """What each quote of a symbol is given to: its Quote tracker, then the
+    rule's `on_quote` hook if it has one. A rule without one gets the
+    tracker's own method: the hot path pays for no call it does not need."""
+    if rule.on_quote is None:
+        return quote.on_quote
+    on_quote, hook = quote.on_quote, rule.on_quote
+
+    def both(bid: int, ask: int, bid_size: int, ask_size: int, t: ExchangeTime) -> bool:
+        changed = on_quote(bid, ask, bid_size, ask_size, t)
+        hook(quote, t)
+        return changed
+    return both
+
+
 # --------------------------------------------------------------------------
 # Position tracker: this run's orders, their life, and fills. Pure, no I/O.
 # --------------------------------------------------------------------------
@@ -487,9 +518,9 @@ def order_for(side: str, quote: Quote, position: Position) -> Optional[Intent]:
     return None
 
 
-def decide(quote: Quote, position: Position, trade: Trade) -> Optional[Intent]:
+def decide(quote: Quote, rule: Rule, position: Position, trade: Trade) -> Optional[Intent]:
     """Apply the strategy's decision rules, in order, to one trade print."""
-    side = signal_side(quote, trade)
+    side = rule.signal_side(quote, trade)
     return None if side is None else order_for(side, quote, position)
 
 
@@ -504,12 +535,12 @@ class Decision:
     why_not: str = ""
 
 
-def follow(quote: Quote, position: Position, trade: Trade,
+def follow(quote: Quote, rule: Rule, position: Position, trade: Trade,
            blocked: Optional[Callable[[], Optional[str]]],
            reserve: Callable[[], bool]) -> Optional[Decision]:
     """One trade print through the rule, then the run's guards around it.
 
-    The rule is signal_side(), above, alone; this adds what is not the
+    The rule is Rule.signal_side(), above, alone; this adds what is not the
     rule: the position's room (order_for), whether an order may go now, the
     REST budget, and one attempt per level. The bot, the replay's counts and
     the property test all call this, so they cannot disagree. None for a
@@ -519,7 +550,7 @@ def follow(quote: Quote, position: Position, trade: Trade,
     `reserve` books the REST budget for the order's submit and cancel, or
     says there is none.
     """
-    side = signal_side(quote, trade)
+    side = rule.signal_side(quote, trade)
     if side is None:
         return None
     if blocked is not None and (why := blocked()):
@@ -1768,10 +1799,11 @@ class TradingStream:
 # --------------------------------------------------------------------------
 @dataclass
 class Instrument:
-    """One symbol's state: its level tracker and its position."""
+    """One symbol's state: its level tracker, its rule and its position."""
     symbol: str
     quote: Quote
     position: Position
+    rule: Rule = field(default_factory=Rule)   # the rule's own memory, per symbol
     mark_cents: int = 0           # the last good bid seen: held shares are marked at it
     signals: int = 0              # prints the rule followed (the summary counts the quiet)
 
@@ -1812,8 +1844,8 @@ class TickTaker:
         self.halting: Optional[asyncio.Task] = None   # the loss limit's cancel-flatten-stop
         self.trading_live = False       # the trading stream is up: fills are seen
         self.close_at: Optional[float] = None    # epoch seconds, from the clock
-        # Quotes go straight to each symbol's tracker (the hot path).
-        self.data = DataStream(cfg, {s: i.quote.on_quote for s, i in self.instruments.items()},
+        # Quotes go straight to each symbol's tracker (the hot path), and its rule.
+        self.data = DataStream(cfg, {s: feed(i.quote, i.rule) for s, i in self.instruments.items()},
                                self.on_level, self.on_trade)
         self.trading = TradingStream(cfg, self.desk.apply)
 
@@ -1838,7 +1870,8 @@ class TickTaker:
 
     def on_trade(self, symbol: str, trade: Trade) -> None:
         inst = self.instruments[symbol]
-        decision = follow(inst.quote, inst.position, trade, self.blocked, self.desk.reserve)
+        decision = follow(inst.quote, inst.rule, inst.position, trade, self.blocked,
+                          self.desk.reserve)
         if decision is None:
             return                               # not a signal: nearly every print
         inst.signals += 1

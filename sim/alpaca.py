@@ -200,6 +200,7 @@ class FakeAlpaca:
         # that exited, or that logged why it did not follow a signal): each
         # takes an optional text to look for and returns why, or None.
         self.watchers: list[Callable[[Optional[str]], Optional[str]]] = []
+        self.on_push: list[Callable[[list[dict]], None]] = []   # shown each frame pushed
         self._data_ws: set[tuple[web.WebSocketResponse, bool]] = set()
         self._trading_ws: set[web.WebSocketResponse] = set()
         self._changed = threading.Condition()
@@ -1065,6 +1066,8 @@ class FakeAlpaca:
             if m["T"] == "q":
                 self.book[m["S"]] = (round(m["bp"] * 100), round(m["ap"] * 100), m["bs"], m["as"])
         self.call(self._broadcast_data, list(messages))
+        for see in self.on_push:
+            see(list(messages))
         for symbol in {m["S"] for m in messages if m["T"] == "q"}:
             self.call(self._fill_waiting_market_orders, symbol)
 

@@ -32,7 +32,6 @@ from typing import Optional
 
 import tick_taker as tt
 from sim import history, replay, sweep
-from sim.bot import load_rules
 from sim.report import (RuleCounts, book_marks, last_mids, moved_our_way, pnl, pnl_curve,
                         save_time_chart, table, tape_books)
 from sim.tape import Tape
@@ -178,6 +177,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     for script in (args.original, args.mine):
         if not script.is_file():
             p.error(f"{script}: no such file")
+    replay.check_quantity(p, args, [args.original, args.mine])
     return args
 
 
@@ -204,12 +204,6 @@ def by_day(names: tuple[str, str], days: list[tuple[str, Figures, Figures]]) -> 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     names = (str(args.original), str(args.mine))
-    try:                                # a fork that does not even import: say so plainly
-        for path in (args.original, args.mine):
-            load_rules(path)
-    except Exception as exc:
-        print(f"compare: cannot load a script: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
     kept = []
     with replay.said_plainly("compare") as failed:
         days = replay.plan(args)

@@ -173,7 +173,7 @@ class Script:
 @dataclass(frozen=True)
 class Settings:
     """How every replay of a sweep runs."""
-    quantity: int
+    quantity: Optional[int]              # None: each bot's own default (five of its lots)
     speed: Optional[float]
     latency_ms: tuple[float, ...]
     minutes: Optional[float]
@@ -244,13 +244,15 @@ def replay_tape(tape: Tape, day: sweep.Day, bot: Path, job: Job, work: Path
     writing its report and chart to `work`: its day row, the run, what its
     rules found, and the report's text."""
     settings, shown = job.settings, job.folder(day)
-    counts = analyse(tape, load_rules(bot))
+    rules = load_rules(bot)
+    counts = analyse(tape, rules)
+    quantity = settings.quantity or rules.DEFAULT_QUANTITY
     first, *more = settings.latency_ms
-    result = run(tape, settings.speed, settings.quantity, first, work, settings.progress,
+    result = run(tape, settings.speed, quantity, first, work, settings.progress,
                  bot_script=bot, feed=day.feed)
     how = ("as fast as the bot keeps up" if settings.speed is None else
            f"real time x {settings.speed:g}") + (f", order latency {first:g} ms, "
-                                                 f"--quantity {settings.quantity}, "
+                                                 f"--quantity {quantity}, "
                                                  f"{result.seconds:.1f} s")
     if not job.bot.shipped:
         how += f", bot {job.bot.path}"
@@ -261,7 +263,7 @@ def replay_tape(tape: Tape, day: sweep.Day, bot: Path, job: Job, work: Path
     if more:                              # the same data again, a bot run per latency
         runs = [(first, result.outcomes)]
         for ms in more:
-            again = run(tape, settings.speed, settings.quantity, ms, work / f"latency-{ms:g}ms",
+            again = run(tape, settings.speed, quantity, ms, work / f"latency-{ms:g}ms",
                         settings.progress, bot_script=bot, feed=day.feed)
             runs.append((ms, again.outcomes))
         text += ("\n\nBy order latency (print to the order reaching the market; the same "
@@ -398,7 +400,9 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speed", type=speed_arg, default=None,
                    help="'max' (default: as fast as the bot keeps up) or N for real time x N")
     p.add_argument("--minutes", type=positive, help="replay only the first N minutes")
-    p.add_argument("--quantity", type=tt.lots, default=500, help="the bot's --quantity (500)")
+    p.add_argument("--quantity", metavar="N",
+                   help="the bot's --quantity (default: the bot's own, five of its lots: "
+                   f"{tt.DEFAULT_QUANTITY} for the shipped LOT)")
     p.add_argument("--latency-ms", type=latencies, default=[5.0], metavar="MS[,MS...]",
                    help="order latency in market time before matching (default 5); several "
                    "(0,5,20,50) replay the same data once each and add a row per latency; "
@@ -424,6 +428,25 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse
     return args
 
 
+def check_quantity(p: argparse.ArgumentParser, args: argparse.Namespace,
+                   scripts: list[Path]) -> None:
+    """Each bot to replay loads, and takes --quantity as it would itself: its
+    own lots() (a multiple of *its* LOT, in its words). With none given,
+    args.quantity stays None: each bot runs with its own default."""
+    for script in scripts:
+        try:
+            rules = load_rules(script)
+        except Exception as exc:        # a fork that does not even import: say so plainly
+            p.error(f"cannot load {script}: {type(exc).__name__}: {exc}")
+        if args.quantity is None:
+            continue
+        try:
+            args.quantity = rules.lots(str(args.quantity))
+        except argparse.ArgumentTypeError as exc:
+            p.error(f"argument --quantity: {exc}" + ("" if Path(script).resolve() == SCRIPT
+                                                      else f" (the LOT of {script})"))
+
+
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m sim.replay", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -438,6 +461,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     args = check_args(p, p.parse_args(argv))
     if not args.bot.is_file():
         p.error(f"--bot {args.bot}: no such file")
+    check_quantity(p, args, [args.bot])
     return args
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
-from typing import Optional
+from typing import Callable, Optional
 from zoneinfo import ZoneInfo
 
 import tick_taker as tt
@@ -53,21 +53,23 @@ def analyse(tape: Tape, rules: ModuleType = tt) -> dict[str, RuleCounts]:
     fork of it) over the tape, one symbol at a time, with unlimited room (a
     position that can always buy and sell): every armed level's first signal
     sends an order and disarms it, so each counts once."""
-    state: dict[str, tuple[tt.Quote, tt.Position]] = {}
+    state: dict[str, tuple[tt.Quote, tt.Rule, Callable, tt.Position]] = {}
     counts = {s: RuleCounts() for s in tape.symbols}
     for e in tape.events:
         if e[2] not in state:
             room = rules.Position(10 ** 12)
             room.held = 10 ** 9
-            state[e[2]] = (rules.Quote(), room)
-        quote, room = state[e[2]]
+            quote, rule = rules.Quote(), rules.Rule()
+            state[e[2]] = (quote, rule, rules.feed(quote, rule), room)
+        quote, rule, on_quote, room = state[e[2]]
         if e[0] == "q":
-            quote.on_quote(e[3] // 100, e[4] // 100, e[5], e[6], e[1])
+            on_quote(e[3] // 100, e[4] // 100, e[5], e[6], e[1])
         elif (trade := print_of(e, rules)) is not None:
-            decision = rules.follow(quote, room, trade, blocked=None, reserve=lambda: True)
+            decision = rules.follow(quote, rule, room, trade, blocked=None,
+                                    reserve=lambda: True)
             if decision is not None and decision.intent is not None:
                 counts[e[2]].signals[decision.side].append((e[1], decision.intent.limit_cents))
-    for symbol, (quote, _) in state.items():
+    for symbol, (quote, *_) in state.items():
         counts[symbol].level_changes = quote.level_changes
         counts[symbol].armed_levels = quote.armed_levels
     return counts
@@ -87,22 +89,26 @@ def could_trigger(tape: Tape, rules: ModuleType = tt
     over the prints of a level the bot has already tried. The replay waits
     for the bot after each of them, and gives it time to order after the
     likely ones."""
-    quotes: dict[str, tt.Quote] = {}
-    armed: dict[str, tt.Quote] = {}
+    def tracker() -> tuple[tt.Quote, tt.Rule, Callable]:
+        quote, rule = rules.Quote(), rules.Rule()
+        return quote, rule, rules.feed(quote, rule)
+
+    trackers: dict[str, tuple[tuple, tuple]] = {}    # symbol -> (never disarmed, as the bot)
     room = rules.Position(10 ** 12)
     room.held = 10 ** 9
     likely: dict[int, str] = {}
     possible: dict[int, tuple[str, int]] = {}
     for i, e in enumerate(tape.events):
-        quote = quotes.setdefault(e[2], rules.Quote())
-        first = armed.setdefault(e[2], rules.Quote())
+        if e[2] not in trackers:
+            trackers[e[2]] = (tracker(), tracker())
+        (quote, rule, on_quote), (first, first_rule, on_first) = trackers[e[2]]
         if e[0] == "q":
-            quote.on_quote(e[3] // 100, e[4] // 100, e[5], e[6], e[1])
-            first.on_quote(e[3] // 100, e[4] // 100, e[5], e[6], e[1])
+            on_quote(e[3] // 100, e[4] // 100, e[5], e[6], e[1])
+            on_first(e[3] // 100, e[4] // 100, e[5], e[6], e[1])
         elif ((trade := print_of(e, rules)) is not None
-              and rules.decide(quote, room, trade) is not None):
+              and rules.decide(quote, rule, room, trade) is not None):
             possible[i] = (e[2], quote.level_changes)
-            if (decision := rules.follow(first, room, trade, blocked=None,
+            if (decision := rules.follow(first, first_rule, room, trade, blocked=None,
                                          reserve=lambda: True)) is not None:
                 likely[i] = decision.side
     return likely, possible

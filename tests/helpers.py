@@ -1,10 +1,11 @@
 """Shared test helpers: the bot as a subprocess, and market scenarios.
 
 Prices are integer cents and times are exchange nanoseconds chosen by the
-test (moved by hand, never slept), as in STRATEGY.md.
+test (moved by hand, never slept), as in README "The strategy".
 """
 from __future__ import annotations
 
+import copy
 import math
 import re
 from pathlib import Path
@@ -24,6 +25,8 @@ SENTINEL_BID = 9000                      # far from every scenario's prices
 # LOT) still signals in every scenario that must signal. Only
 # tests/test_contract.py pins the shipped values.
 LOT = tt.LOT
+TICK = tt.TICK_CENTS                     # a level is (bid, bid + TICK); a move is one tick
+ODD = LOT * 2 // 5                       # a partial fill's share of a lot (40 of 100)
 LIGHT = 3 * tt.LOT                       # the light side: room to fill a whole lot
 HEAVY = math.floor(LIGHT * tt.IMBALANCE_RATIO) * 2 + 1   # outweighs LIGHT, with a margin
 PRINT = max(tt.MIN_PRINT_SIZE, 1)        # a print the rule follows
@@ -37,6 +40,73 @@ def at(ms: float) -> int:
     return T0 + round(ms * MS)
 
 
+# ------------------------------------------ the rule, as the bot runs it
+class Tracked(tt.Quote):
+    """A level tracker fed as the bot feeds it (tick_taker.feed): each quote
+    to the Quote, then to the symbol's own Rule, which a fork may make
+    remember. `decide_on(trade)` asks that rule."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rule = tt.Rule()
+
+    def on_quote(self, bid: int, ask: int, bid_size: int, ask_size: int, t: tt.ExchangeTime) -> bool:
+        changed = super().on_quote(bid, ask, bid_size, ask_size, t)
+        if self.rule.on_quote is not None:
+            self.rule.on_quote(self, t)
+        return changed
+
+    def verdict(self, trade: tt.Trade) -> Optional[str]:
+        return self.rule.signal_side(self, trade)
+
+    def state(self) -> str:
+        return (f"level {self.level_bid}/{self.level_ask} armed={self.armed}, live "
+                f"{self.bid}/{self.ask} sizes {self.bid_size}/{self.ask_size}")
+
+
+def as_trade(m: dict) -> tt.Trade:
+    """A trade message as the bot's core sees it."""
+    return tt.Trade(round(m["p"] * 100), m["s"], m["t"], m.get("c"))
+
+
+class RuleModel:
+    """The bot's rule run in this process on everything pushed to the fake
+    since the bot started (tick_taker's own Quote and Rule, one per symbol),
+    so a scenario can ask what the bot's rule will say of a print, memory
+    and all, before it is sent. An attempt disarms the level, as in the bot
+    (it assumes each signal is followed)."""
+
+    def __init__(self) -> None:
+        self.symbols: dict[str, Tracked] = {}
+
+    def of(self, symbol: str) -> Tracked:
+        return self.symbols.setdefault(symbol, Tracked())
+
+    def see(self, messages: list[dict]) -> None:
+        for m in messages:
+            try:
+                if m["T"] == "q":
+                    self.of(m["S"]).on_quote(round(m["bp"] * 100), round(m["ap"] * 100),
+                                             m["bs"], m["as"], m["t"])
+                elif m["T"] == "t" and tt.print_cents(m["p"]) is not None:   # (not sub-penny)
+                    q = self.of(m["S"])
+                    if q.verdict(as_trade(m)) is not None:
+                        q.disarm()
+            except (KeyError, TypeError, ValueError):   # the bot skips it too
+                continue
+
+
+def model_of(fake: FakeAlpaca, fresh: bool = False) -> RuleModel:
+    """The fake's RuleModel (a fresh one for a new bot: it starts with none)."""
+    model = getattr(fake, "rule_model", None)
+    if model is None:
+        model = fake.rule_model = RuleModel()
+        fake.on_push.append(lambda messages: fake.rule_model.see(messages))
+    elif fresh:
+        model = fake.rule_model = RuleModel()
+    return model
+
+
 def start_bot(fake: FakeAlpaca, tmp_path: Path, *args: str, symbol: str = SYMBOL,
               quantity: Optional[int] = QUANTITY, env: Optional[dict] = None,
               ready: bool = True, live: bool = True) -> Bot:
@@ -46,6 +116,7 @@ def start_bot(fake: FakeAlpaca, tmp_path: Path, *args: str, symbol: str = SYMBOL
     argv = ["--symbol", symbol, *([] if quantity is None else ["--quantity", str(quantity)]),
             *(["--live"] if live else []), *args]
     fake.universe.update(symbol.split(","))      # assets Alpaca lists (GET /v2/assets)
+    model_of(fake, fresh=True)                   # the new bot's rule has seen nothing
     bot = Bot(argv, clean_env(**{**fake.env(), **(env or {})}), tmp_path)
     fake.watchers.append(bot.why_stuck)          # an awaited order that cannot come: fail now
     if ready:
@@ -106,7 +177,7 @@ def assert_prompt(fake: FakeAlpaca) -> None:
                    for sent, sym, price in prints), (order, arrived, prints[-5:])
 
 
-def assert_in_step(fake: FakeAlpaca, out: str, code: int, quantity: int = 500,
+def assert_in_step(fake: FakeAlpaca, out: str, code: int, quantity: int = QUANTITY,
                    symbol: str = SYMBOL, held_before: int = 0) -> dict:
     """After any fault: the bot's position equals the fake's, no order of the run
     is open at the fake when the bot exited 0, the fake never held more than
@@ -134,41 +205,65 @@ def arm(fake: FakeAlpaca, bid: int, t: float, bid_size: int = HEAVY, ask_size: i
 def arming(bid: int, t: float, bid_size: int = HEAVY, ask_size: int = LIGHT,
            up: bool = True, symbol: str = SYMBOL) -> list[dict]:
     """The two quotes that make (bid, bid+1) an armed level at t + 1 ms."""
-    prev = bid - 1 if up else bid + 1
-    return [quote(symbol, prev, prev + tt.TICK_CENTS, LIGHT, LIGHT, at(t)),
-            quote(symbol, bid, bid + tt.TICK_CENTS, bid_size, ask_size, at(t + 1))]
+    prev = bid - TICK if up else bid + TICK
+    return [quote(symbol, prev, prev + TICK, LIGHT, LIGHT, at(t)),
+            quote(symbol, bid, bid + TICK, bid_size, ask_size, at(t + 1))]
 
 
-def buy_signal(fake: FakeAlpaca, bid: int, t: float, symbol: str = SYMBOL) -> None:
-    """An armed level with a bid-heavy book, then a print the rule follows at its ask."""
+def buy_signal(fake: FakeAlpaca, bid: int, t: float, symbol: str = SYMBOL) -> dict:
+    """An armed level with a bid-heavy book, then a print the rule follows at
+    its ask; returns that print."""
     messages = [*arming(bid, t, HEAVY, LIGHT, True, symbol),
-                trade(symbol, bid + tt.TICK_CENTS, PRINT, at(t + 1 + AFTER_MS))]
-    fake.push(*expect_signal("buy", messages))
+                trade(symbol, bid + TICK, PRINT, at(t + 1 + AFTER_MS))]
+    return push_signal(fake, "buy", messages)
 
 
-def sell_signal(fake: FakeAlpaca, bid: int, t: float, symbol: str = SYMBOL) -> None:
-    """An armed level with an ask-heavy book, then a print the rule follows at its bid."""
+def sell_signal(fake: FakeAlpaca, bid: int, t: float, symbol: str = SYMBOL) -> dict:
+    """An armed level with an ask-heavy book, then a print the rule follows at
+    its bid; returns that print."""
     messages = [*arming(bid, t, LIGHT, HEAVY, False, symbol),
                 trade(symbol, bid, PRINT, at(t + 1 + AFTER_MS))]
-    fake.push(*expect_signal("sell", messages))
+    return push_signal(fake, "sell", messages)
 
 
-def expect_signal(side: str, messages: list[dict]) -> list[dict]:
-    """The scenario's messages, once the shipped rule itself (tick_taker's
-    Quote and signal_side, in this process) agrees that their last print is a
-    `side` signal: a set-up the rule does not follow fails here at once,
-    saying so, instead of a wait for an order that cannot come."""
-    q = tt.Quote()
-    for m in messages[:-1]:
-        q.on_quote(round(m["bp"] * 100), round(m["ap"] * 100), m["bs"], m["as"], m["t"])
-    p = messages[-1]
-    verdict = tt.signal_side(q, tt.Trade(round(p["p"] * 100), p["s"], p["t"], p.get("c")))
-    assert verdict == side, (
-        f"this scenario is no {side} signal under tick_taker.signal_side() (it says "
-        f"{verdict}): level {q.level_bid}/{q.level_ask} armed={q.armed}, sizes "
-        f"{q.bid_size}/{q.ask_size}, print {p['s']} @ {p['p']}; build the set-up from the "
-        "rule's constants (tests/helpers.py)")
-    return messages
+def push_signal(fake: FakeAlpaca, side: str, messages: list[dict]) -> dict:
+    """Push the scenario in one frame, once the bot's rule agrees that its
+    last print is a `side` signal (see expect_signal); returns that print."""
+    fake.push(*expect_signal(side, messages, model_of(fake)))
+    return messages[-1]
+
+
+# A rule that remembers may decline a print that comes too soon after something
+# it saw (a wide spread, its last signal): the print is then tried this much
+# later, the quotes unchanged, until the rule follows it.
+LATER_MS = (0, 10, 20, 50, 100, 200, 300, 500, 1_000, 2_000, 5_000, 10_000, 30_000)
+
+
+def expect_signal(side: str, messages: list[dict], model: Optional[RuleModel] = None
+                  ) -> list[dict]:
+    """The scenario's messages, once the bot's own rule (tick_taker's Quote
+    and Rule in this process, having seen everything the bot saw: `model`)
+    agrees that their last print is a `side` signal. If a fork's rule that
+    remembers declines it, the print is moved later (LATER_MS) until the rule
+    follows it. A set-up the rule never follows fails here at once, saying
+    so, instead of a wait for an order that cannot come."""
+    base = model.of(messages[-1]["S"]) if model is not None else Tracked()
+    first = messages[-1]
+    for later_ms in LATER_MS:
+        q = copy.deepcopy(base)
+        for m in messages[:-1]:
+            q.on_quote(round(m["bp"] * 100), round(m["ap"] * 100), m["bs"], m["as"], m["t"])
+        p = {**first, "t": first["t"] + later_ms * MS}
+        verdict = q.verdict(as_trade(p))
+        if verdict == side:
+            messages[-1] = p
+            return messages
+        if not q.armed or not q.at_level():
+            break                           # no later print can help
+    raise AssertionError(
+        f"this scenario is no {side} signal under tick_taker's Rule.signal_side() (it says "
+        f"{verdict}): {q.state()}, print {first['s']} @ {first['p']}; build the set-up from "
+        "the rule's constants (tests/helpers.py)")
 
 
 def sentinel(fake: FakeAlpaca, n_before: Optional[int], side: str = "buy",
@@ -180,7 +275,7 @@ def sentinel(fake: FakeAlpaca, n_before: Optional[int], side: str = "buy",
     Returns the orders received before the sentinel's (asserting it came
     last and, unless `n_before` is None, that exactly that many came before it)."""
     (buy_signal if side == "buy" else sell_signal)(fake, SENTINEL_BID, t)
-    expected = SENTINEL_BID + tt.TICK_CENTS if side == "buy" else SENTINEL_BID
+    expected = SENTINEL_BID + TICK if side == "buy" else SENTINEL_BID
     # The bot's own word that it will not follow the sentinel ends the wait at once.
     sign = f"{side.upper()} signal {SYMBOL} @ {tt.dollars(expected)} not followed"
     orders = fake.wait_until(lambda: [o for o in fake.received.orders

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -210,17 +211,30 @@ def mutate(source: str, old: str, new: str) -> str:
                      + lines[i + len(want):])
 
 
-def run(name: str, old: str, new: str) -> tuple[bool, str]:
+def suite_on(edit: Callable[[str], str], *pytest_args: str
+             ) -> subprocess.CompletedProcess:
+    """Run the test suite on a copy of the checkout whose tick_taker.py is
+    `edit(original text)`; the checkout itself is never touched."""
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "repo"
-        shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__"))
+        shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(
+            ".venv", ".git", "__pycache__", "*.db", "*.db-*", "replay-out"))
         script = copy / "tick_taker.py"
-        script.write_text(mutate(script.read_text(), old, new))
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                               "--timeout", "60", *PARALLEL, "tests"],
+        script.write_text(edit(script.read_text()))
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                               "--timeout", "60", *PARALLEL, *pytest_args, "tests"],
                               cwd=copy, capture_output=True, text=True)
-        failed = [line.split(" ")[1] for line in proc.stdout.splitlines() if line.startswith("FAILED")]
-        return proc.returncode != 0, ", ".join(failed) or proc.stdout[-300:]
+
+
+def failures(proc: subprocess.CompletedProcess) -> list[str]:
+    """The test ids pytest reported as failed (or in error)."""
+    return [line.split(" ")[1] for line in proc.stdout.splitlines()
+            if line.startswith(("FAILED", "ERROR"))]
+
+
+def run(name: str, old: str, new: str) -> tuple[bool, str]:
+    proc = suite_on(lambda text: mutate(text, old, new), "-x")
+    return proc.returncode != 0, ", ".join(failures(proc)) or proc.stdout[-300:]
 
 
 def stale(source: str, names: list[str]) -> list[str]:

@@ -20,7 +20,7 @@ from sim import replay
 from sim.alpaca import quote, trade
 from sim.report import analyse
 from sim.tape import Tape
-from tests.helpers import SYMBOL, arm, at, sentinel, stop_cleanly, summary
+from tests.helpers import SYMBOL, Tracked, arm, at, sentinel, stop_cleanly, summary
 
 PINNED = ("this pins the shipped rule (README, \"The strategy\"): if you changed the rule "
           "on purpose, update it with your edit")
@@ -32,12 +32,12 @@ def decide_on(bid_size: int, ask_size: int, side: str = "buy", size: int = 100,
     """The rule's verdict on a print at an armed 10.00/10.01 level reached at
     t = 1 ms, with these live sizes: a buy printing at the ask, a sell at the
     bid."""
-    q = tt.Quote()
+    q = Tracked()
     prev = 999 if side == "buy" else 1001
     q.on_quote(prev, prev + 1, 100, 100, 0)
     q.on_quote(1000, 1001, bid_size, ask_size, 1 * MS)
     price = 1001 if side == "buy" else 1000
-    return tt.signal_side(q, tt.Trade(price, size, round((1 + after_ms) * MS)))
+    return q.verdict(tt.Trade(price, size, round((1 + after_ms) * MS)))
 
 
 # ----------------------------------------------------------------- constants
@@ -83,6 +83,27 @@ def test_print_must_come_more_than_50ms_after_the_level(after_ms, follows):
 def test_print_must_be_at_least_100_shares(size, follows):
     """Decision rule 4: the trade's size is at least the smallest print (100)."""
     assert (decide_on(900, 300, size=size) == "buy") == follows, PINNED
+
+
+def test_back_at_the_level_after_a_widening_the_next_print_is_followed():
+    """Decision rule 2: when the spread has widened, nothing is done; the level
+    stays armed, so back at the level the next print is followed (the shipped
+    rule remembers nothing of the widening)."""
+    q = Tracked()
+    for bid, ask, t_ms in ((999, 1000, 0), (1000, 1001, 1), (1000, 1002, 2), (1000, 1001, 3)):
+        q.on_quote(bid, ask, 900, 300, t_ms * MS)
+    assert q.verdict(tt.Trade(1001, 100, 61 * MS)) == "buy", PINNED
+
+
+@pytest.mark.parametrize("first", [tt.Trade(1001, 100, 20 * MS), tt.Trade(1001, 100, 61 * MS, ["Z"])])
+def test_a_print_the_rule_declines_leaves_the_level_to_the_next(first):
+    """A trade that meets no rule leaves the level armed: the next print at it is
+    followed (a print inside the quote guard, an excluded condition)."""
+    q = Tracked()
+    q.on_quote(999, 1000, 100, 100, 0)
+    q.on_quote(1000, 1001, 900, 300, 1 * MS)
+    assert q.verdict(first) is None, PINNED
+    assert q.verdict(tt.Trade(1001, 100, 62 * MS)) == "buy", PINNED
 
 
 # -------------------------------------------------- the thresholds, end to end

@@ -14,9 +14,10 @@ import pytest
 
 from sim.alpaca import FillPolicy, quote, trade
 from sim.bot import ROOT
-from tests.helpers import (AFTER_MS, GUARD_MS, HEAVY, LIGHT, LOT, PRINT, SYMBOL, Bot, assert_clean,
-                           assert_in_step, at, arm, buy_signal, clean_env, limit_cents,
-                           sell_signal, sentinel, stop_cleanly, summary, warnings)
+from tests.helpers import (AFTER_MS, GUARD_MS, HEAVY, LIGHT, LOT, MS, ODD, PRINT, SYMBOL, TICK, Bot,
+                           assert_clean, assert_in_step, at, arm, buy_signal, clean_env,
+                           limit_cents, push_signal, sell_signal, sentinel, stop_cleanly,
+                           summary, warnings)
 
 # ------------------------------------------------------------- the strategy
 def test_buy_signal_sends_a_day_limit_for_one_lot_at_the_ask_then_cancels_it(fake, bot):
@@ -26,7 +27,7 @@ def test_buy_signal_sends_a_day_limit_for_one_lot_at_the_ask_then_cancels_it(fak
     buy_signal(fake, 1000, t=0)
     [order] = fake.wait_orders(1)
     assert (order["symbol"], order["side"], order["type"], order["time_in_force"],
-            int(order["qty"]), limit_cents(order)) == (SYMBOL, "buy", "limit", "day", LOT, 1001)
+            int(order["qty"]), limit_cents(order)) == (SYMBOL, "buy", "limit", "day", LOT, 1000 + TICK)
     assert order["client_order_id"].startswith("tick-taker-")
     [cancelled] = fake.wait_cancels(1)
     assert fake.order_by_client_id(order["client_order_id"])["id"] == cancelled
@@ -40,10 +41,11 @@ def test_sell_signal_sells_one_lot_at_the_bid_from_shares_bought(fake, bot):
     bot.wait_log(f"FILL BUY {LOT}")
     sell_signal(fake, 1010, t=1000)
     orders = fake.wait_orders(2)
-    assert [(o["side"], limit_cents(o)) for o in orders] == [("buy", 1001), ("sell", 1010)]
+    assert [(o["side"], limit_cents(o)) for o in orders] == [("buy", 1000 + TICK), ("sell", 1010)]
     bot.wait_log(f"FILL SELL {LOT}")
     s = summary(stop_cleanly(bot))
-    assert (s["bought"], s["sold"], s["position"], s["realized"]) == (LOT, LOT, 0, LOT * 0.09)  # (10.10 - 10.01) a share
+    gain = LOT * (1010 - (1000 + TICK)) / 100                 # (10.10 - 10.01) a share
+    assert (s["bought"], s["sold"], s["position"], s["realized"]) == (LOT, LOT, 0, pytest.approx(gain))
     assert fake.position_qty(SYMBOL) == 0
 
 
@@ -56,57 +58,59 @@ def test_never_sells_short(fake, bot):
 
 def test_first_level_is_never_armed(fake, bot):
     """The first level seen is never armed."""
-    fake.push(quote(SYMBOL, 1000, 1001, HEAVY, LIGHT, at(0)),
-              trade(SYMBOL, 1001, PRINT, at(AFTER_MS + 50)))
+    fake.push(quote(SYMBOL, 1000, 1000 + TICK, HEAVY, LIGHT, at(0)),
+              trade(SYMBOL, 1000 + TICK, PRINT, at(AFTER_MS + 50)))
     assert sentinel(fake, 0) == []
 
 
 def test_jump_of_more_than_a_cent_is_not_armed(fake, bot):
     """A jump of more than a cent (possible news) makes a level that is not armed."""
-    fake.push(quote(SYMBOL, 1000, 1001, LIGHT, LIGHT, at(0)),
-              quote(SYMBOL, 1002, 1003, HEAVY, LIGHT, at(1)),
-              trade(SYMBOL, 1003, PRINT, at(1 + AFTER_MS)))
+    fake.push(quote(SYMBOL, 1000, 1000 + TICK, LIGHT, LIGHT, at(0)),
+              quote(SYMBOL, 1000 + 2 * TICK, 1000 + 3 * TICK, HEAVY, LIGHT, at(1)),
+              trade(SYMBOL, 1000 + 3 * TICK, PRINT, at(1 + AFTER_MS)))
     assert sentinel(fake, 0) == []
 
 
 def test_one_side_move_does_not_rearm_or_reset_the_level(fake, bot):
     """A quote that is not a level change (only one side moved) changes no level state."""
     level_t = arm(fake, 1000, t=0)
-    fake.push(quote(SYMBOL, 1000, 1002, HEAVY, LIGHT, at(level_t + GUARD_MS * 0.6)),  # ask alone
-              quote(SYMBOL, 1000, 1001, HEAVY, LIGHT, at(level_t + GUARD_MS * 0.8)),  # back: no change
-              trade(SYMBOL, 1001, PRINT, at(level_t + GUARD_MS + 1)))  # just past the level's guard
+    ask = 1000 + TICK
+    push_signal(fake, "buy", [
+        quote(SYMBOL, 1000, ask + TICK, HEAVY, LIGHT, at(level_t + GUARD_MS * 0.6)),  # ask alone
+        quote(SYMBOL, 1000, ask, HEAVY, LIGHT, at(level_t + GUARD_MS * 0.8)),  # back: no change
+        trade(SYMBOL, ask, PRINT, at(level_t + GUARD_MS + 1))])  # just past the level's guard
     [order] = fake.wait_orders(1)
-    assert limit_cents(order) == 1001
+    assert limit_cents(order) == ask
 
 
 def test_widened_live_quote_sends_nothing(fake, bot):
     """The live quote is at the level ... when the spread has widened, nothing is done."""
     level_t = arm(fake, 1000, t=0)
-    fake.push(quote(SYMBOL, 1000, 1002, HEAVY, LIGHT, at(level_t + 10)),
-              trade(SYMBOL, 1001, PRINT, at(level_t + AFTER_MS)))
+    fake.push(quote(SYMBOL, 1000, 1000 + 2 * TICK, HEAVY, LIGHT, at(level_t + 10)),
+              trade(SYMBOL, 1000 + TICK, PRINT, at(level_t + AFTER_MS)))
     assert sentinel(fake, 0) == []
 
 
 def test_one_attempt_per_level(fake, bot):
     """An attempt (an order sent, whatever its outcome) disarms the level."""
     level_t = arm(fake, 1000, t=0)
-    fake.push(trade(SYMBOL, 1001, PRINT, at(level_t + AFTER_MS)),
-              trade(SYMBOL, 1001, PRINT, at(level_t + AFTER_MS + 10)),
-              trade(SYMBOL, 1001, 3 * PRINT, at(level_t + AFTER_MS + 20)))
+    first = push_signal(fake, "buy", [trade(SYMBOL, 1000 + TICK, PRINT, at(level_t + AFTER_MS))])
+    fake.push(trade(SYMBOL, 1000 + TICK, PRINT, first["t"] + 10 * MS),
+              trade(SYMBOL, 1000 + TICK, 3 * PRINT, first["t"] + 20 * MS))
     assert len(sentinel(fake, 1)) == 1
 
 
 def test_quantity_100_buys_one_lot(fake, run_bot):
     """Buy ... held + pending buys + 100 <= --quantity (the example's --quantity 100
     never bought)."""
-    bot = run_bot(quantity=100)
+    bot = run_bot(quantity=LOT)
     buy_signal(fake, 1000, t=0)
     bot.wait_log("FILL BUY")
     for i in range(1, 3):
         buy_signal(fake, 1000 + 10 * i, t=1000 * i)
     assert len(sentinel(fake, 1, side="sell")) == 1
     bot.wait_log("FILL SELL")
-    assert summary(stop_cleanly(bot))["bought"] == 100
+    assert summary(stop_cleanly(bot))["bought"] == LOT
 
 
 def test_quantity_500_reaches_500(fake, bot):
@@ -114,22 +118,22 @@ def test_quantity_500_reaches_500(fake, bot):
     for i in range(7):
         buy_signal(fake, 1000 + 10 * i, t=1000 * i)
         if i < 5:                                 # each fills against its own book
-            fake.wait_until(lambda: fake.position_qty(SYMBOL) == 100 * (i + 1), "a fill")
+            fake.wait_until(lambda: fake.position_qty(SYMBOL) == LOT * (i + 1), "a fill")
     assert len(sentinel(fake, 5, side="sell")) == 5
     bot.wait_log("FILL SELL")
     s = summary(stop_cleanly(bot))
-    assert (s["orders"], s["bought"], s["position"]) == (6, 500, 400)
+    assert (s["orders"], s["bought"], s["position"]) == (6, 5 * LOT, 4 * LOT)
 
 
 # ------------------------------------------------------------ the accounting
 def test_partial_fill_40_then_fill_holds_100(fake, bot):
     """On partial_fill and fill: the change in cumulative filled_qty moves from
     pending to held (the example counted 140)."""
-    fake.policies = [FillPolicy(pieces=(40, 60))]
+    fake.policies = [FillPolicy(pieces=(ODD, LOT - ODD))]
     buy_signal(fake, 1000, t=0)
     bot.wait_log(f"(fill; position +{LOT})")
     s = summary(stop_cleanly(bot))
-    assert (s["bought"], s["position"]) == (100, fake.position_qty(SYMBOL)) == (100, 100)
+    assert (s["bought"], s["position"]) == (LOT, fake.position_qty(SYMBOL)) == (LOT, LOT)
 
 
 def test_fill_before_the_rest_reply_is_counted_once_and_needs_no_cancel(fake, bot):
@@ -140,7 +144,7 @@ def test_fill_before_the_rest_reply_is_counted_once_and_needs_no_cancel(fake, bo
     bot.wait_log(f"FILL BUY {LOT}")
     out = stop_cleanly(bot)
     assert fake.received.cancels == [] and warnings(out) == []
-    assert assert_in_step(fake, out, 0)["position"] == 100
+    assert assert_in_step(fake, out, 0)["position"] == LOT
 
 
 def test_cancel_refused_because_the_order_filled_is_normal(fake, bot):
@@ -149,33 +153,33 @@ def test_cancel_refused_because_the_order_filled_is_normal(fake, bot):
     buy_signal(fake, 1000, t=0)
     out = bot.wait_log("cancel of")
     assert "not needed" in out and warnings(out) == []
-    assert assert_in_step(fake, stop_cleanly(bot), 0)["position"] == 100
+    assert assert_in_step(fake, stop_cleanly(bot), 0)["position"] == LOT
 
 
 def test_expired_order_releases_its_pending_shares(fake, run_bot):
     """On any terminal event (... expired ...): release what is still pending
     (the example's `expired` blocked buying for good)."""
-    bot = run_bot(quantity=100)
+    bot = run_bot(quantity=LOT)
     fake.policies = [FillPolicy(shares=0, cancel_event="expired")]
     buy_signal(fake, 1000, t=0)
     bot.wait_log("EXPIRED")
     buy_signal(fake, 1010, t=1000)
     orders = fake.wait_orders(2)
-    assert [limit_cents(o) for o in orders] == [1001, 1011]
+    assert [limit_cents(o) for o in orders] == [1000 + TICK, 1010 + TICK]
 
 
 def test_update_for_an_order_this_run_did_not_place_is_ignored(fake, run_bot):
     """Updates for orders this run did not place (another symbol, a manual order, an
     earlier run) are ignored and never change the position."""
-    bot = run_bot("--debug", quantity=100)
+    bot = run_bot("--debug", quantity=LOT)
     for symbol in (SYMBOL, "AAPL"):
-        fake.send_update(fake.foreign_order(symbol), "fill", qty="100", price="10.00",
-                         position_qty="100")
+        fake.send_update(fake.foreign_order(symbol), "fill", qty=str(LOT), price="10.00",
+                         position_qty=str(LOT))
     bot.wait_log("ignoring fill")
     buy_signal(fake, 1000, t=0)                  # still room for one lot
     [order] = fake.wait_orders(1)
     bot.wait_log("FILL BUY")
-    assert summary(stop_cleanly(bot))["position"] == 100
+    assert summary(stop_cleanly(bot))["position"] == LOT
 
 
 def test_next_order_is_sent_while_a_cancel_is_in_flight(fake, bot):
@@ -188,7 +192,7 @@ def test_next_order_is_sent_while_a_cancel_is_in_flight(fake, bot):
     fake.wait_cancels(1)                                     # the first cancel is stuck
     buy_signal(fake, 1010, t=1000)
     second = fake.wait_orders(2, timeout=1.0)[1]             # ... yet the next order goes out
-    assert limit_cents(second) == 1011
+    assert limit_cents(second) == 1010 + TICK
     assert fake.order_by_client_id(first["client_order_id"])["status"] == "new"
     assert_in_step(fake, stop_cleanly(bot), 0)
 
@@ -210,15 +214,15 @@ def test_first_order_goes_over_the_connection_opened_before_the_market_data(fake
 # ----------------------------------------------------------------- the faults
 def test_403_on_submit_keeps_running_without_phantom_shares(fake, run_bot):
     """If sending the order fails, release its pending shares at once."""
-    bot = run_bot(quantity=100)
+    bot = run_bot(quantity=LOT)
     fake.force("POST", "/v2/orders", 403, "insufficient buying power")
     buy_signal(fake, 1000, t=0)
     bot.wait_log("REJECTED")
     buy_signal(fake, 1010, t=1000)
-    assert [limit_cents(o) for o in fake.wait_orders(2)] == [1001, 1011]
+    assert [limit_cents(o) for o in fake.wait_orders(2)] == [1000 + TICK, 1010 + TICK]
     bot.wait_log("FILL BUY")
     s = summary(stop_cleanly(bot))
-    assert (s["orders"], s["position"]) == (1, fake.position_qty(SYMBOL)) == (1, 100)
+    assert (s["orders"], s["position"]) == (1, fake.position_qty(SYMBOL)) == (1, LOT)
 
 
 def test_ctrl_c_cancels_an_order_whose_fill_is_late(fake, bot):

@@ -13,7 +13,7 @@ import tick_taker as tt
 from sim import history, replay, tape
 from sim.report import analyse
 from sim.tape import Tape
-from tests.helpers import LOT, PRINT
+from tests.helpers import AFTER_MS, LOT, PRINT, TICK
 
 HEAVY_TIMES = int(tt.IMBALANCE_RATIO) + 1            # the heavy side: this many times the light
 DATA_ROUTE = ("GET", "/v2/stocks/{symbol}/{kind}")
@@ -185,13 +185,13 @@ def lot_day(path, day: dt.date) -> Tape:
     few round lots a side (the heavy side outweighs by the rule's ratio), each
     followed by a print the bot follows."""
     t0 = int(dt.datetime.combine(day, dt.time(9, 30), history.ET).timestamp() * 1e9)
-    events, ms = [], 10 ** 6
+    events, ms, tick = [], 10 ** 6, 100 * TICK
     for k in range(8):
-        bid = 10_0000 + 100 * k                       # dollars x 10,000, a cent a step
+        bid = 10_0000 + tick * k                      # dollars x 10,000, a tick a step
         t = t0 + k * 2_000 * ms
-        light = 100 * (1 + k % 3)                     # 1-3 lots on the light side
-        events += [("q", t, "MU", bid, bid + 100, HEAVY_TIMES * light, light),
-                   ("t", t + 100 * ms, "MU", bid + 100, PRINT, "@")]
+        light = LOT * (1 + k % 3)                     # 1-3 lots on the light side
+        events += [("q", t, "MU", bid, bid + tick, HEAVY_TIMES * light, light),
+                   ("t", t + round(AFTER_MS * ms), "MU", bid + tick, PRINT, "@")]
     tape.write(path, events)
     return Tape(path)
 
@@ -211,13 +211,14 @@ def test_quote_sizes_become_shares_on_either_side_of_the_cut_over(fake, monkeypa
     served = fake._page(fake._history_items("MU", "quotes", {
         "start": 0, "end": 10 ** 20, "desc": False}), {
         "offset": 0, "limit": 10, "feed": "sip"})[0][0]
-    heavy = HEAVY_TIMES * 100
-    assert (served["bs"], served["as"]) == ((heavy // 100, 1) if unit == "lots" else (heavy, 100))
+    heavy = HEAVY_TIMES * LOT                         # the first quote's sizes, in shares
+    assert (served["bs"], served["as"]) == ((heavy // 100, LOT // 100) if unit == "lots"
+                                            else (heavy, LOT))
     assert run_replay(tmp_path, "--symbol", "MU", "--date", day.isoformat(),
                       "--start", "09:30", "--end", "09:31") == 0
     [cached] = (tmp_path / "cache").glob("*.csv.gz")
-    assert [e[5:] for e in Tape(cached).events if e[0] == "q"][:2] == [(heavy, 100),
-                                                                       (2 * heavy, 200)]
+    assert [e[5:] for e in Tape(cached).events if e[0] == "q"][:2] == [(heavy, LOT),
+                                                                       (2 * heavy, 2 * LOT)]
     fills = re.findall(r"FILL BUY (\d+) MU", (tmp_path / "out" / "bot.log").read_text())
     assert fills and set(fills) == {str(LOT)}            # a lot, never 1-3 shares
 

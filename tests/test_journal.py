@@ -14,7 +14,8 @@ import pytest
 from sim import replay
 from sim.alpaca import FakeAlpaca, FillPolicy, quote, trade
 from sim.report import journal_report, main as report_main, read_journal
-from tests.helpers import (AFTER_MS, HEAVY, LIGHT, PRINT, SYMBOL, arm, at, buy_signal, sell_signal, start_bot, stop_cleanly,
+from tests.helpers import (AFTER_MS, HEAVY, LIGHT, LOT, MS, ODD, PRINT, SYMBOL, T0, TICK, arm, at,
+                           buy_signal, push_signal, sell_signal, start_bot, stop_cleanly,
                            summary)
 
 
@@ -31,22 +32,23 @@ def test_journal_orders_and_fills_equal_the_fakes(fake, run_bot, tmp_path):
     """Every run records its signals (sent or why not), orders (ids, side, qty,
     limit, sent and answered times, outcome), fills and terminal events: they
     equal the fake's orders and fills."""
-    bot = run_bot(quantity=200)
-    fake.policies = [FillPolicy(pieces=(40, 60)), FillPolicy(shares=0)]
+    bot = run_bot(quantity=2 * LOT)
+    fake.policies = [FillPolicy(pieces=(ODD, LOT - ODD)), FillPolicy(shares=0)]
     buy_signal(fake, 1000, t=0)                          # filled in two executions
-    bot.wait_log("(fill; position +100)")
+    bot.wait_log(f"(fill; position +{LOT})")
     buy_signal(fake, 1010, t=1000)                       # rests, cancelled
     bot.wait_log("CANCELED")
     fake.force("POST", "/v2/orders", 403, "insufficient buying power")
     buy_signal(fake, 1020, t=2000)                       # refused
     bot.wait_log("REJECTED")
-    sell_signal(fake, 1030, t=3000)                      # sells the 100
-    bot.wait_log("FILL SELL 100")
+    sell_signal(fake, 1030, t=3000)                      # sells the lot
+    bot.wait_log(f"FILL SELL {LOT}")
     arm(fake, 1041, t=4000, up=False, bid_size=LIGHT, ask_size=HEAVY)
-    fake.push(quote(SYMBOL, 1041, 1042, LIGHT, HEAVY, at(4002)))
-    fake.push(trade(SYMBOL, 1041, PRINT, at(4002 + AFTER_MS)))        # a sell signal, nothing to sell
+    fake.push(quote(SYMBOL, 1041, 1041 + TICK, LIGHT, HEAVY, at(4002)))
+    push_signal(fake, "sell", [trade(SYMBOL, 1041, PRINT, at(4002 + AFTER_MS))])   # nothing to sell
+    bot.wait_log("not followed: nothing to sell")
     buy_signal(fake, 1050, t=5000)                       # read after it: a buy, filled
-    bot.wait_log("FILL BUY 100", after="FILL SELL 100")
+    bot.wait_log(f"FILL BUY {LOT}", after=f"FILL SELL {LOT}")
     out = stop_cleanly(bot)
     db = tmp_path / "tick-taker.db"
     [run] = rows(db, "SELECT * FROM runs")
@@ -80,23 +82,24 @@ def test_journal_orders_and_fills_equal_the_fakes(fake, run_bot, tmp_path):
 def test_mid_one_and_ten_seconds_after_a_signal_is_recorded(fake, bot, tmp_path):
     """For each signal, the mid 1 s and 10 s later (exchange time)."""
     fake.default_policy = FillPolicy(shares=0)
-    buy_signal(fake, 1000, t=0)                          # the print at 61 ms, mid 10.005
+    printed = buy_signal(fake, 1000, t=0)                # mid 10.005 (a one-cent level)
     fake.wait_cancels(1)
-    fake.push(quote(SYMBOL, 1001, 1002, 100, 100, at(900)),     # mid 10.015 before +1 s
-              quote(SYMBOL, 1003, 1004, 100, 100, at(1500)),    # 10.035 before +10 s
-              quote(SYMBOL, 1005, 1006, 100, 100, at(10_500)),  # 10.055 after
-              quote(SYMBOL, 1007, 1008, 100, 100, at(10_900)))
+    ms = (printed["t"] - T0) / MS                        # the print's time (61 ms, unless
+    fake.push(quote(SYMBOL, 1001, 1002, 100, 100, at(ms + 839)),     # mid 10.015 before +1 s
+              quote(SYMBOL, 1003, 1004, 100, 100, at(ms + 1439)),    # 10.035 before +10 s
+              quote(SYMBOL, 1005, 1006, 100, 100, at(ms + 10_439)),  # 10.055 after
+              quote(SYMBOL, 1007, 1008, 100, 100, at(ms + 10_839)))  # a fork moved it)
     stop_cleanly(bot)
     [s] = rows(tmp_path / "tick-taker.db", "SELECT * FROM signals")
-    assert (s["mid_cents"], s["mid_1s_cents"], s["mid_10s_cents"]) == (1000.5, 1001.5, 1003.5)
+    assert (s["mid_cents"], s["mid_1s_cents"], s["mid_10s_cents"]) == (1000 + TICK / 2, 1001.5, 1003.5)
 
 
 def test_killed_bot_leaves_a_readable_journal_up_to_the_last_second(fake, bot, tmp_path):
     """Writes never stall the loop; a crash (SIGKILL) loses at most the last second."""
     buy_signal(fake, 1000, t=0)
-    bot.wait_log("FILL BUY 100")
+    bot.wait_log(f"FILL BUY {LOT}")
     sell_signal(fake, 1010, t=1000)
-    bot.wait_log("FILL SELL 100")
+    bot.wait_log(f"FILL SELL {LOT}")
     time.sleep(1.2)                                      # a second: committed by now
     bot.proc.send_signal(signal.SIGKILL)
     bot.wait_exit()
@@ -123,7 +126,7 @@ def test_two_bots_writing_one_journal_at_once_lose_nothing(tmp_path):
             for fake in fakes:
                 buy_signal(fake, 1000 + 10 * k, t=1000 * k)
             for fake in fakes:
-                fake.wait_until(lambda: fake.position_qty(SYMBOL) == 100 * (k + 1), "a fill")
+                fake.wait_until(lambda: fake.position_qty(SYMBOL) == LOT * (k + 1), "a fill")
         for bot in bots:
             stop_cleanly(bot)
         runs = rows(shared, "SELECT * FROM runs")
@@ -133,7 +136,7 @@ def test_two_bots_writing_one_journal_at_once_lose_nothing(tmp_path):
             fills = rows(shared, "SELECT * FROM fills WHERE run_id = ?", run["run_id"])
             assert {o["client_order_id"] for o in orders} == {
                 o["client_order_id"] for o in fake.received.orders}
-            assert sum(f["qty"] for f in fills) == 500
+            assert sum(f["qty"] for f in fills) == 5 * LOT
     finally:
         for bot in bots:
             bot.kill()
@@ -163,7 +166,7 @@ def test_replay_journal_equals_the_fakes_books(tmp_path):
     """The replay's 'what the bot did' (the bot's journal) equals the fake's
     books: orders, fills, position."""
     from sim.tape import Tape
-    result = replay.run(Tape(replay.DATA, minutes=2), None, 300, 5.0, tmp_path, progress=False)
+    result = replay.run(Tape(replay.DATA, minutes=2), None, 3 * LOT, 5.0, tmp_path, progress=False)
     for symbol, book in result.books.items():
         mine = result.outcomes[symbol]
         assert [(o["client_order_id"], o["side"], int(o["filled_qty"])) for o in mine.orders] == [
@@ -176,7 +179,7 @@ def test_no_journal_writes_no_file(fake, run_bot, tmp_path):
     """--no-journal keeps no journal."""
     bot = run_bot("--no-journal")
     buy_signal(fake, 1000, t=0)
-    bot.wait_log("FILL BUY 100")
+    bot.wait_log(f"FILL BUY {LOT}")
     stop_cleanly(bot)
     assert not list(tmp_path.glob("*.db"))
 
@@ -196,9 +199,9 @@ def test_readme_queries_run_on_a_journal(fake, bot, tmp_path, query):
     import re
     from sim.bot import ROOT
     buy_signal(fake, 1000, t=0)
-    bot.wait_log("FILL BUY 100")
+    bot.wait_log(f"FILL BUY {LOT}")
     sell_signal(fake, 1010, t=1000)
-    bot.wait_log("FILL SELL 100")
+    bot.wait_log(f"FILL SELL {LOT}")
     stop_cleanly(bot)
     readme = (ROOT / "README.md").read_text()
     block = re.search(rf"-- {re.escape(query)}\n(.*?)(?:\n--|\n```)", readme, re.S)[1]

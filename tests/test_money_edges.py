@@ -16,9 +16,9 @@ from decimal import Decimal
 
 import tick_taker as tt
 from sim.alpaca import DROP, FillPolicy, quote, trade
-from tests.helpers import (AFTER_MS, HEAVY, LIGHT, LOT, PRINT, SYMBOL, arming, assert_in_step,
-                           at, buy_signal, expect_signal, limit_cents, sell_signal, sentinel,
-                           stop_cleanly, summary)
+from tests.helpers import (AFTER_MS, HEAVY, LIGHT, LOT, ODD, PRINT, SYMBOL, TICK, arming,
+                           assert_in_step, at, buy_signal, expect_signal, limit_cents, push_signal,
+                           sell_signal, sentinel, stop_cleanly, summary)
 
 POST = ("POST", "/v2/orders")
 DELETE = ("DELETE", "/v2/orders/{id}")
@@ -45,7 +45,7 @@ def test_order_written_off_then_created_late_is_tracked_and_cancelled(fake, run_
                     == "canceled", "the late order to be cancelled")
     out = stop_cleanly(bot)
     s = assert_in_step(fake, out, 0, quantity=LOT)
-    assert (s["bought"], s["position"]) == (LOT // 2, fake.position_qty(SYMBOL)) == (50, 50)
+    assert (s["bought"], s["position"]) == (LOT // 2, fake.position_qty(SYMBOL)) == (LOT // 2, LOT // 2)
 
 
 def test_ctrl_c_cancels_an_open_order_of_this_run_the_bot_did_not_know(fake, bot):
@@ -64,12 +64,12 @@ def test_ctrl_c_cancels_an_open_order_of_this_run_the_bot_did_not_know(fake, bot
 def test_loss_limit_is_checked_when_a_signal_is_decided(fake, run_bot):
     """The loss limit holds at every moment: consulted when a signal is decided, not
     only on a timer (one frame that drops the bid past it and then signals buys nothing)."""
-    bot = run_bot("--max-loss", "5")
-    buy_signal(fake, 1000, t=0)                          # 100 bought at 10.01
+    bot = run_bot("--max-loss", f"{5 * LOT / 100:g}")   # $5 for a lot of 100
+    buy_signal(fake, 1000, t=0)                          # a lot bought at 10.01
     bot.wait_log(f"FILL BUY {LOT}")
     # One frame: the bid falls to 9.94 (-$7 marked), a fresh level arms, a buy signal.
-    fake.push(*expect_signal("buy", [*arming(994, 1000), trade(SYMBOL, 995, PRINT,
-                                                                 at(1001 + AFTER_MS))]))
+    push_signal(fake, "buy", [*arming(994, 1000), trade(SYMBOL, 994 + TICK, PRINT,
+                                                        at(1001 + AFTER_MS))])
     assert bot.wait_exit() == tt.EXIT_LOSS_LIMIT
     out = bot.output()
     assert "not followed: loss limit" in out
@@ -81,20 +81,21 @@ def test_loss_limit_is_checked_when_a_signal_is_decided(fake, run_bot):
 def test_a_held_symbol_without_a_bid_is_marked_at_its_last_good_bid(fake, run_bot):
     """Held shares are marked at the live bid, or at the last good bid when the quote
     shows none: a symbol without a bid never turns the limit off (nor is it a loss)."""
-    bot = run_bot("--max-loss", "5", symbol="MU,AMD", ready=False)
+    bot = run_bot("--max-loss", f"{5 * LOT / 100:g}", symbol="MU,AMD", ready=False)
     for symbol in ("MU", "AMD"):
         fake.wait_ready(symbol)
     buy_signal(fake, 1000, t=0, symbol="MU")             # MU: 100 at 10.01 (bid 10.00)
-    bot.wait_log("FILL BUY 100 MU")
+    bot.wait_log(f"FILL BUY {LOT} MU")
     fake.push(quote("MU", 0, 1002, 0, LIGHT, at(100)))   # MU shows no bid (IEX: bp 0)
     buy_signal(fake, 5000, t=1000, symbol="AMD")         # not a -$1,001 loss: AMD still buys
-    bot.wait_log("FILL BUY 100 AMD")
+    bot.wait_log(f"FILL BUY {LOT} AMD")
     fake.push(quote("AMD", 4990, 4991, HEAVY, LIGHT, at(2000)))   # AMD -$11, MU -$1
     bot.wait_log("LOSS LIMIT")
-    fake.push(quote("MU", 1000, 1001, LIGHT, LIGHT, at(3000)))    # a bid: MU's sell fills
+    fake.push(quote("MU", 1000, 1000 + TICK, LIGHT, LIGHT, at(3000)))   # a bid: MU's sell fills
     assert bot.wait_exit() == tt.EXIT_LOSS_LIMIT
     out = bot.output()
-    assert "LOSS LIMIT: this run's P&L -$12.00" in out
+    loss = LOT * (TICK + (5000 + TICK - 4990))           # cents: MU at its last bid, AMD at 49.90
+    assert f"LOSS LIMIT: this run's P&L {tt.signed_dollars(-loss)}" in out
     assert fake.position_qty("MU") == fake.position_qty("AMD") == 0
 
 
@@ -112,7 +113,7 @@ def limiter_paused_by_a_429(fake, bot, reset_s: float) -> None:
 def test_market_order_that_waited_is_in_flight_from_when_it_leaves(fake, run_bot):
     """An order's in-flight time starts when its request leaves, not when it was
     registered: a 404 just after a long wait for the rate limiter does not write it off."""
-    bot = run_bot("--max-loss", "5")
+    bot = run_bot("--max-loss", f"{5 * LOT / 100:g}")
     limiter_paused_by_a_429(fake, bot, reset_s=7)
     fake.latency_s[POST] = 3.0                           # created after the bot gave up waiting
     fake.push(quote(SYMBOL, 995, 996, HEAVY, LIGHT, at(5000)))   # -$6: the limit trips
@@ -125,7 +126,7 @@ def test_market_order_that_waited_is_in_flight_from_when_it_leaves(fake, run_bot
 def test_nothing_is_sent_after_ctrl_c_even_an_order_that_was_waiting(fake, run_bot):
     """An order is never sent after Ctrl+C, by any path: a flatten's market order
     still waiting for the rate limiter is not sent at all."""
-    bot = run_bot("--max-loss", "5")
+    bot = run_bot("--max-loss", f"{5 * LOT / 100:g}")
     limiter_paused_by_a_429(fake, bot, reset_s=4)
     fake.push(quote(SYMBOL, 995, 996, HEAVY, LIGHT, at(5000)))   # the limit trips: flatten
     bot.wait_log("FLATTEN")
@@ -196,7 +197,7 @@ def test_flatten_cancels_this_runs_open_orders_before_it_sells(fake, run_bot):
 def test_wash_trade_refusal_of_a_flatten_is_retried(fake, run_bot):
     """Alpaca's wash-trade refusal (403, "potential wash trade") of a flatten (here
     the loss limit's) is retried until the close, logged in words."""
-    bot = run_bot("--max-loss", "5")
+    bot = run_bot("--max-loss", f"{5 * LOT / 100:g}")
     buy_signal(fake, 1000, t=0)
     bot.wait_log(f"FILL BUY {LOT}")
     fake.force(*POST, 403, "potential wash trade detected. use complex orders", times=2)
@@ -276,9 +277,9 @@ def test_sign_in_reply_of_an_unexpected_shape_is_retried(fake, run_bot):
 def test_fills_reported_before_the_end_count_at_once():
     """Fills count from any update that carries a larger cumulative filled_qty,
     terminal or not (a `pending_cancel` look-up with shares filled)."""
-    p = tt.Position(500)
+    p = tt.Position(5 * LOT)
     p.register("b1", "buy")
-    assert p.on_update("b1", "pending_cancel", 40, Decimal(1001), "id-1") == 40
-    assert (p.held, p.pending_buys) == (40, 60)
-    assert p.on_update("b1", "canceled", 40, Decimal(1001)) == 0
-    assert (p.held, p.pending_buys) == (40, 0)
+    assert p.on_update("b1", "pending_cancel", ODD, Decimal(1001), "id-1") == ODD
+    assert (p.held, p.pending_buys) == (ODD, LOT - ODD)
+    assert p.on_update("b1", "canceled", ODD, Decimal(1001)) == 0
+    assert (p.held, p.pending_buys) == (ODD, 0)

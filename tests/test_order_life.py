@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 
 from sim.alpaca import DROP, FillPolicy
-from tests.helpers import (assert_in_step, buy_signal, limit_cents, sentinel, stop_cleanly,
+from tests.helpers import (LOT, TICK, assert_in_step, buy_signal, limit_cents, sentinel, stop_cleanly,
                            summary)
 
 POST = ("POST", "/v2/orders")
@@ -25,10 +25,10 @@ def test_5xx_after_the_order_was_placed_counts_its_fill(fake, bot):
     pending (it may exist and fill); any trade update for it resolves it."""
     fake.force(*POST, 500, "internal server error", after=True)   # placed, then a 500
     buy_signal(fake, 1000, t=0)                                  # ... and it fills
-    out = bot.wait_log("FILL BUY 100")
+    out = bot.wait_log(f"FILL BUY {LOT}")
     assert "outcome unknown" in out
     s = assert_in_step(fake, stop_cleanly(bot), 0)
-    assert (s["bought"], s["position"]) == (100, 100)
+    assert (s["bought"], s["position"]) == (LOT, LOT)
 
 
 def test_5xx_after_the_order_was_placed_still_gets_its_cancel(fake, bot):
@@ -60,28 +60,28 @@ def test_submit_answered_after_the_timeout_and_created_late_is_found_and_cancell
 def test_404_releases_an_unknown_order_only_once_it_cannot_be_in_flight(fake, run_bot):
     """A 404 from the look-up releases it only once the submit can no longer be in
     flight (well past the request timeout): until then its shares stay pending."""
-    bot = run_bot(quantity=100)
+    bot = run_bot(quantity=LOT)
     fake.force(*POST, 503, "service unavailable")               # never created
     buy_signal(fake, 1000, t=0)
     bot.wait_log("outcome unknown")
-    buy_signal(fake, 1010, t=1000)              # no room: the unknown 100 may exist
+    buy_signal(fake, 1010, t=1000)              # no room: the unknown lot may exist
     bot.wait_log("never placed", timeout=15)
     buy_signal(fake, 1020, t=2000)              # released: room again
     orders = fake.wait_orders(2)
-    assert [limit_cents(o) for o in orders] == [1001, 1021]
-    bot.wait_log("FILL BUY 100")
-    s = assert_in_step(fake, stop_cleanly(bot), 0, quantity=100)
-    assert (s["orders"], s["position"]) == (1, 100)
+    assert [limit_cents(o) for o in orders] == [1000 + TICK, 1020 + TICK]
+    bot.wait_log(f"FILL BUY {LOT}")
+    s = assert_in_step(fake, stop_cleanly(bot), 0, quantity=LOT)
+    assert (s["orders"], s["position"]) == (1, LOT)
 
 
 def test_connection_lost_on_submit_is_unknown_not_refused(fake, bot):
     """The connection failed: the outcome is unknown, never taken as "not placed"."""
     fake.force(*POST, DROP, after=True)          # placed, then the connection is cut
     buy_signal(fake, 1000, t=0)
-    bot.wait_log("FILL BUY 100")
+    bot.wait_log(f"FILL BUY {LOT}")
     out = stop_cleanly(bot)
     assert "REJECTED" not in out
-    assert assert_in_step(fake, out, 0)["position"] == 100
+    assert assert_in_step(fake, out, 0)["position"] == LOT
 
 
 # ------------------------------------------------------------------ the cancel
@@ -174,6 +174,6 @@ def test_sentinel_still_trades_after_faults(fake, bot):
     """Faults on one order leave the bot trading: the next signal is followed."""
     fake.force(*POST, 500, after=True)
     buy_signal(fake, 1000, t=0)
-    bot.wait_log("FILL BUY 100")
+    bot.wait_log(f"FILL BUY {LOT}")
     assert len(sentinel(fake, 1)) == 1
     assert_in_step(fake, stop_cleanly(bot), 0)

@@ -37,7 +37,8 @@ class BotAgainstBroker(RuleBasedStateMachine):
 
     @initialize(quantity=st.sampled_from([100, 200, 500]), preexisting=st.sampled_from([0, 100, 300]))
     def start(self, quantity: int, preexisting: int) -> None:
-        self.quote = tt.Quote()
+        self.quote, self.rule = tt.Quote(), tt.Rule()
+        self.on_quote = tt.feed(self.quote, self.rule)   # as the bot feeds them
         self.position = tt.Position(quantity, preexisting)
         self.broker: dict[str, dict] = {}       # coid -> side, qty, filled, status
         self.late: dict[str, float] = {}        # coid -> when it was sent (not yet created)
@@ -55,7 +56,7 @@ class BotAgainstBroker(RuleBasedStateMachine):
     def quote_arrives(self, move: int, spread: int, bid_size: int, ask_size: int) -> None:
         self.t += 20_000_000
         self.bid += move
-        self.quote.on_quote(self.bid, self.bid + spread, bid_size, ask_size, self.t)
+        self.on_quote(self.bid, self.bid + spread, bid_size, ask_size, self.t)
 
     @rule(where=st.sampled_from(["bid", "ask", "inside"]), size=st.sampled_from(PRINTS),
           after_ms=st.sampled_from([GUARD_MS / 5, AFTER_MS]), submit=st.sampled_from(SUBMITS),
@@ -66,7 +67,7 @@ class BotAgainstBroker(RuleBasedStateMachine):
         q = self.quote
         price = {"bid": q.bid, "ask": q.ask, "inside": q.bid + 1}[where] if q.bid else 0
         was_armed = q.armed
-        decision = tt.follow(q, self.position, tt.Trade(price, size, self.t),
+        decision = tt.follow(q, self.rule, self.position, tt.Trade(price, size, self.t),
                              blocked=None if self.stream_up else lambda: "trading stream down",
                              reserve=lambda: budget)
         intent = decision and decision.intent

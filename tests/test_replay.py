@@ -13,13 +13,14 @@ from sim.bot import SCRIPT
 from sim.report import analyse
 from sim.report import main as report_main
 from sim.tape import Tape
+from tests.helpers import LOT
 
 
 def test_demo_replays_through_the_real_bot_and_writes_report_and_chart(tmp_path):
     """The bot sees every level change of the replayed tape, never holds more than
     --quantity or less than nothing, and its position and realized P&L (kept
     exactly, rounded only when printed) equal the fake's."""
-    assert replay.main(["--minutes", "3", "--quantity", "300", "--quiet",
+    assert replay.main(["--minutes", "3", "--quantity", str(3 * LOT), "--quiet",
                         "--out", str(tmp_path)]) == 0
     counts = analyse(Tape(replay.DATA, 3))["MSFT"]
     log = (tmp_path / "bot.log").read_text()
@@ -41,7 +42,7 @@ def test_demo_replays_through_the_real_bot_and_writes_report_and_chart(tmp_path)
     for line in log.splitlines():                 # every fill the bot logged, in order
         if m := re.search(r"position ([+-]\d+)\)", line):
             held = int(m[1])
-            assert 0 <= held <= 300
+            assert 0 <= held <= 3 * LOT
 
 
 def test_the_same_replay_gives_the_same_orders_and_fills_every_run(tmp_path):

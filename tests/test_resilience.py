@@ -11,9 +11,8 @@ import time
 
 import tick_taker as tt
 from sim.alpaca import FillPolicy, trade
-from tests.helpers import (AFTER_MS, PRINT, SYMBOL, at, arm, assert_clean, assert_in_step, buy_signal, limit_cents,
-                           sell_signal,
-                           sentinel, stop_cleanly, summary)
+from tests.helpers import (AFTER_MS, LOT, PRINT, SENTINEL_BID, SYMBOL, TICK, arm, assert_clean, assert_in_step, at,
+                           buy_signal, limit_cents, sell_signal, sentinel, stop_cleanly, summary)
 
 CANCEL = ("DELETE", "/v2/orders/{id}")
 
@@ -34,12 +33,12 @@ def test_fill_while_the_trading_stream_is_down_is_counted_once(fake, bot):
     order = fake.order_by_client_id(placed["client_order_id"])
     fake.drop_trading_stream()
     fake.wait_until(lambda: not fake.listening, "the trading stream to drop")
-    fake.fill(order, 100)                                 # nobody hears this fill
+    fake.fill(order, LOT)                                 # nobody hears this fill
     bot.wait_log("the trading stream reconnected")
-    bot.wait_log("FILL BUY 100", timeout=2)               # asked for at once, not later
+    bot.wait_log(f"FILL BUY {LOT}", timeout=2)               # asked for at once, not later
     fake.faults.clear()
     s = assert_in_step(fake, stop_cleanly(bot), 0)
-    assert (s["bought"], s["position"]) == (100, 100)
+    assert (s["bought"], s["position"]) == (LOT, LOT)
 
 
 def test_no_order_while_the_trading_stream_is_down(fake, bot):
@@ -61,7 +60,7 @@ def test_data_stream_drop_disarms_until_a_fresh_level_change(fake, bot):
     level_t = arm(fake, 1000, t=0)
     fake.drop_data_stream()
     data_reconnected(fake, 2)
-    fake.push(trade(SYMBOL, 1001, PRINT, at(level_t + AFTER_MS)))  # at the old, armed level
+    fake.push(trade(SYMBOL, 1000 + TICK, PRINT, at(level_t + AFTER_MS)))  # at the old, armed level
     assert sentinel(fake, 0) == []
     stop_cleanly(bot)
 
@@ -94,21 +93,21 @@ def test_connection_limit_on_reconnect_is_explained_and_retried(fake, bot):
 def test_restart_counts_held_shares_and_cancels_only_its_own_stale_order(fake, run_bot):
     """At start: shares already held count toward --quantity; open orders with this
     bot's client_order_id prefix are cancelled; others are reported, never touched."""
-    fake.hold(SYMBOL, 300, 1000)
-    old = fake.resting_order(SYMBOL, "buy", 100, 900, "tick-taker-0ldrun00-7")
-    manual = fake.resting_order(SYMBOL, "sell", 100, 1100, "manual-order-1")
-    bot = run_bot(quantity=500)
+    fake.hold(SYMBOL, 3 * LOT, 1000)
+    old = fake.resting_order(SYMBOL, "buy", LOT, 900, "tick-taker-0ldrun00-7")
+    manual = fake.resting_order(SYMBOL, "sell", LOT, 1100, "manual-order-1")
+    bot = run_bot(quantity=5 * LOT)
     out = bot.wait_log("not this bot's")
-    assert "already holds +300" in out
+    assert f"already holds +{3 * LOT}" in out
     assert (old["status"], manual["status"]) == ("canceled", "new")
-    for i in range(3):                                   # room for 2 lots: 300 + 200 = 500
+    for i in range(3):                                   # room for 2 lots: 3 + 2 = 5 lots
         buy_signal(fake, 1000 + 10 * i, t=1000 * i)
         if i < 2:
-            fake.wait_until(lambda: fake.position_qty(SYMBOL) == 300 + 100 * (i + 1), "a fill")
+            fake.wait_until(lambda: fake.position_qty(SYMBOL) == LOT * (3 + i + 1), "a fill")
     assert len(sentinel(fake, 2, side="sell")) == 2
     s = summary(stop_cleanly(bot))
-    assert (s["bought"], s["sold"], s["position"]) == (200, 100, 100)
-    assert fake.position_qty(SYMBOL) == 300 + s["position"]
+    assert (s["bought"], s["sold"], s["position"]) == (2 * LOT, LOT, LOT)
+    assert fake.position_qty(SYMBOL) == 3 * LOT + s["position"]
     assert manual["status"] == "new"
 
 
@@ -127,8 +126,8 @@ def test_restart_finds_a_stale_order_past_the_first_page_of_open_orders(fake, ru
 
 def test_restart_never_sells_shares_bought_before_this_run(fake, run_bot):
     """The bot only ever sells shares it bought in this run."""
-    fake.hold(SYMBOL, 300, 1000)
-    bot = run_bot(quantity=500)
+    fake.hold(SYMBOL, 3 * LOT, 1000)
+    bot = run_bot(quantity=5 * LOT)
     sell_signal(fake, 1000, t=0)
     assert sentinel(fake, 0) == []
     stop_cleanly(bot)
@@ -199,14 +198,14 @@ def test_stops_new_orders_before_the_close_and_flattens(fake, run_bot):
     fake.close_at = time.time() + 7
     bot = run_bot("--stop-before-close", "0.075", "--flatten-at-close")  # 4.5 s before
     buy_signal(fake, 1000, t=0)
-    bot.wait_log("FILL BUY 100")
+    bot.wait_log(f"FILL BUY {LOT}")
     bot.wait_log("FLATTEN")
     buy_signal(fake, 1010, t=1000)                       # too late for new orders
     assert bot.wait_exit(timeout=10) == 0                # stops at the close by itself
     orders = fake.received.orders
     assert [(o["side"], o["type"]) for o in orders] == [("buy", "limit"), ("sell", "market")]
     s = summary(bot.output())
-    assert (s["bought"], s["sold"], s["position"]) == (100, 100, 0) and fake.position_qty(SYMBOL) == 0
+    assert (s["bought"], s["sold"], s["position"]) == (LOT, LOT, 0) and fake.position_qty(SYMBOL) == 0
 
 
 # ------------------------------------------------------------------ watchdog
@@ -215,10 +214,10 @@ def test_silent_feed_is_reported_and_its_level_not_traded(fake, run_bot):
     trade on the stale level."""
     bot = run_bot("--stale-seconds", "0.5", "--debug")
     level_t = arm(fake, 1000, t=0)
-    bot.wait_log("no quotes for MU for", after="level MU 10.00/10.01 armed")
-    fake.push(trade(SYMBOL, 1001, PRINT, at(level_t + AFTER_MS)))
+    bot.wait_log("no quotes for MU for", after=f"level MU 10.00/{tt.dollars(1000 + TICK)} armed")
+    fake.push(trade(SYMBOL, 1000 + TICK, PRINT, at(level_t + AFTER_MS)))
     assert sentinel(fake, 0) == []
-    assert limit_cents(fake.received.orders[0]) == 9001
+    assert limit_cents(fake.received.orders[0]) == SENTINEL_BID + TICK
     stop_cleanly(bot)
 
 
@@ -233,7 +232,7 @@ def test_stream_closed_during_the_reconnect_handshake_is_retried(fake, bot):
     bot.wait_log("the market-data stream reconnected", timeout=15)
     assert fake.received.trading_connections >= 4 and fake.received.data_connections >= 4
     buy_signal(fake, 1000, t=0)
-    bot.wait_log("FILL BUY 100")
+    bot.wait_log(f"FILL BUY {LOT}")
     assert_in_step(fake, stop_cleanly(bot), 0)
 
 
@@ -244,7 +243,7 @@ def test_malformed_frames_are_logged_and_skipped(fake, bot):
     bot.wait_log("malformed trading-stream frame")
     assert "malformed market-data frame" in bot.output()
     buy_signal(fake, 1000, t=0)
-    bot.wait_log("FILL BUY 100")
+    bot.wait_log(f"FILL BUY {LOT}")
     out = stop_cleanly(bot)
     assert fake.received.data_connections == fake.received.trading_connections == 1
     assert_in_step(fake, out, 0)

@@ -14,8 +14,8 @@ import pytest
 import tick_taker as tt
 from sim.alpaca import SECRET_KEY, FillPolicy, quote
 from sim.bot import Bot, clean_env
-from tests.helpers import (HEAVY, LIGHT, SYMBOL, assert_clean, assert_in_step, at, buy_signal, summary,
-                           stop_cleanly)
+from tests.helpers import (HEAVY, LIGHT, LOT, SYMBOL, TICK, assert_clean, assert_in_step, at,
+                           buy_signal, stop_cleanly, summary)
 
 ACCOUNT = ("GET", "/v2/account")
 
@@ -61,7 +61,7 @@ def test_with_live_the_simulator_is_named_as_such_and_trades(fake, bot):
     assert "a server on this machine" in out and "simulated Alpaca" in out
     assert "LIVE TRADING" not in out
     buy_signal(fake, 1000, t=0)
-    bot.wait_log("FILL BUY 100")
+    bot.wait_log(f"FILL BUY {LOT}")
     assert_in_step(fake, stop_cleanly(bot), 0)
 
 
@@ -101,7 +101,7 @@ def test_symbol_alpaca_cannot_trade_stops_before_anything_trades(fake, run_bot, 
     ["--stale-seconds", "0"], ["--stale-seconds", "-1"], ["--stale-seconds", "nan"],
     ["--stop-before-close", "-5"], ["--stop-before-close", "400"],
     ["--max-loss", "0"], ["--max-loss", "-10"], ["--max-loss", "ten"],
-    ["--quantity", "150"], ["--quantity", "0"], ["--quantity", "abc"],
+    ["--quantity", str(LOT + LOT // 2)], ["--quantity", "0"], ["--quantity", "abc"],
     ["--quantity", "100000000"], ["--feed", "nasdaq"],
 ])
 def test_bad_flag_stops_before_anything_else_naming_the_flag(args, capsys):
@@ -115,7 +115,7 @@ def test_bad_flag_stops_before_anything_else_naming_the_flag(args, capsys):
 
 def test_bad_flag_exits_2_before_any_request(fake, tmp_path):
     """... end to end: the real script exits 2 naming the flag, with no request sent."""
-    bot = Bot(["--quantity", "150"], clean_env(**fake.env()), tmp_path)
+    bot = Bot(["--quantity", str(LOT + LOT // 2)], clean_env(**fake.env()), tmp_path)
     assert bot.wait_exit() == 2
     out = bot.output()
     assert "--quantity" in out and "Traceback" not in out
@@ -127,29 +127,32 @@ def test_loss_limit_in_a_falling_market_sells_out_and_stops(fake, run_bot):
     """--max-loss: when this run's P&L (realized + held shares marked at the live
     bid) reaches -DOLLARS: no new orders, cancel this run's open orders, sell what
     this run holds at market, then stop with a distinct exit code."""
-    bot = run_bot("--max-loss", "5")
-    buy_signal(fake, 1000, t=0)                          # 100 bought at 10.01
-    bot.wait_log("FILL BUY 100")
+    limit, paid = 5 * LOT, 1000 + TICK                   # cents: $5 for a lot of 100
+    bot = run_bot("--max-loss", f"{limit / 100:g}")
+    buy_signal(fake, 1000, t=0)                          # a lot bought at 10.01
+    bot.wait_log(f"FILL BUY {LOT}")
     fake.push(quote(SYMBOL, 998, 999, HEAVY, LIGHT, at(500)))          # -3: still inside
     time.sleep(0.3)
     assert bot.proc.poll() is None
     fake.push(quote(SYMBOL, 995, 996, HEAVY, LIGHT, at(600)))          # -6: past -5
     assert bot.wait_exit() == tt.EXIT_LOSS_LIMIT
     out = bot.output()
-    assert "LOSS LIMIT: this run's P&L -$6.00 reached -$5.00 (--max-loss)" in out
-    assert "loss limit -$5.00" in out and "the run stopped itself" in out
+    loss = LOT * (paid - 995)
+    assert (f"LOSS LIMIT: this run's P&L {tt.signed_dollars(-loss)} reached "
+            f"{tt.signed_dollars(-limit)} (--max-loss)") in out
+    assert f"loss limit {tt.signed_dollars(-limit)}" in out and "the run stopped itself" in out
     assert [(o["side"], o["type"]) for o in fake.received.orders] == [("buy", "limit"),
                                                                        ("sell", "market")]
     s = assert_in_step(fake, out, 0)                     # flat at the fake, nothing open
     assert (s["position"], fake.position_qty(SYMBOL)) == (0, 0)
-    assert s["realized"] == -6.00
+    assert s["realized"] == -loss / 100
 
 
 def test_loss_limit_cancels_open_orders_before_selling(fake, run_bot):
     """... cancel this run's open orders (with retries), then sell at market."""
-    bot = run_bot("--max-loss", "5")
+    bot = run_bot("--max-loss", f"{5 * LOT / 100:g}")
     buy_signal(fake, 1000, t=0)
-    bot.wait_log("FILL BUY 100")
+    bot.wait_log(f"FILL BUY {LOT}")
     fake.default_policy = FillPolicy(shares=0)           # the next order rests ...
     fake.force("DELETE", "/v2/orders/{id}", 500, times=None)      # ... uncancellable for now
     buy_signal(fake, 1010, t=1000)
@@ -167,7 +170,7 @@ def test_secret_with_surrounding_whitespace_works_and_is_never_printed(fake, run
     """Keys are stripped of whitespace; no secret in any output."""
     bot = run_bot("--debug", env={"APCA_API_SECRET_KEY": f"  {SECRET_KEY}\t\n"})
     buy_signal(fake, 1000, t=0)
-    bot.wait_log("FILL BUY 100")
+    bot.wait_log(f"FILL BUY {LOT}")
     out = stop_cleanly(bot)
     assert SECRET_KEY not in out
 
@@ -259,7 +262,7 @@ def test_log_file_holds_the_same_lines_as_the_terminal(fake, run_bot, tmp_path):
     path = tmp_path / "run.log"
     bot = run_bot("--log-file", str(path))
     buy_signal(fake, 1000, t=0)
-    bot.wait_log("FILL BUY 100")
+    bot.wait_log(f"FILL BUY {LOT}")
     out = stop_cleanly(bot)
     assert path.read_text().splitlines() == out.splitlines()
-    assert summary(path.read_text())["position"] == 100
+    assert summary(path.read_text())["position"] == LOT

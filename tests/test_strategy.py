@@ -14,28 +14,33 @@ from fractions import Fraction
 import pytest
 
 import tick_taker as tt
-from tests.helpers import AFTER_MS, HEAVY, LIGHT, MS, PRINT
-from tick_taker import LOT, Position, Quote, decide
+from tests.helpers import AFTER_MS, HEAVY, LIGHT, MS, PRINT, Tracked
+from tick_taker import LOT, Position, decide
+
+
+T = tt.TICK_CENTS        # the tick: a level is (bid, bid + T); a move is one tick
+BID, ASK = 1000, 1000 + T
+QUANTITY = 5 * LOT
 
 
 def make_quote(bid: int, ask: int, bid_size: int = 100, ask_size: int = 100,
-               t_ms: float = 0, q: Quote | None = None) -> Quote:
-    q = q or Quote()
+               t_ms: float = 0, q: Tracked | None = None) -> Tracked:
+    q = q or Tracked()
     q.on_quote(bid, ask, bid_size, ask_size, round(t_ms * MS))
     return q
 
 
-def armed_level(bid: int = 1000, bid_size: int = HEAVY, ask_size: int = LIGHT,
-                up: bool = True) -> Quote:
-    """A Quote whose level (bid, bid+1) was armed at t = 1 ms."""
-    prev = bid - 1 if up else bid + 1
-    q = make_quote(prev, prev + 1, t_ms=0)
-    return make_quote(bid, bid + 1, bid_size, ask_size, t_ms=1, q=q)
+def armed_level(bid: int = BID, bid_size: int = HEAVY, ask_size: int = LIGHT,
+                up: bool = True) -> Tracked:
+    """A level tracker (and its rule) whose level (bid, bid + T) was armed at t = 1 ms."""
+    prev = bid - T if up else bid + T
+    q = make_quote(prev, prev + T, t_ms=0)
+    return make_quote(bid, bid + T, bid_size, ask_size, t_ms=1, q=q)
 
 
-def print_at(q: Quote, p: Position, price: int, size: int = PRINT, t_ms: float = 1 + AFTER_MS,
+def print_at(q: Tracked, p: Position, price: int, size: int = PRINT, t_ms: float = 1 + AFTER_MS,
              conditions: list[str] | None = None):
-    return decide(q, p, tt.Trade(price, size, round(t_ms * MS), conditions))
+    return decide(q, q.rule, p, tt.Trade(price, size, round(t_ms * MS), conditions))
 
 
 def fill(p: Position, coid: str, event: str, filled: int, avg_cents: int = 1001) -> int:
@@ -45,7 +50,7 @@ def fill(p: Position, coid: str, event: str, filled: int, avg_cents: int = 1001)
 def test_prices_become_integer_cents_at_the_edge():
     """All prices are handled as integer cents (convert once: round(price * 100))."""
     got = []
-    cfg = tt.Config(("MU",), 500, "k", "s", "http://x", "http://x", "iex")
+    cfg = tt.Config(("MU",), QUANTITY, "k", "s", "http://x", "http://x", "iex")
     stream = tt.DataStream(cfg, {"MU": lambda *q: got.append(q[:4])}, print,
                            lambda symbol, trade: got.append((trade.price_cents, trade.size)))
     stream.dispatch(json.loads(
@@ -82,52 +87,52 @@ def test_a_time_read_as_text_is_earlier_exactly_when_its_nanoseconds_are():
 # ------------------------------------------------------------ level tracking
 def test_live_quote_takes_every_quote():
     """On every quote: the live quote takes the quote's bid, ask, bid size and ask size."""
-    q = make_quote(1000, 1001)
-    make_quote(998, 1003, 700, 200, q=q)
-    assert (q.bid, q.ask, q.bid_size, q.ask_size) == (998, 1003, 700, 200)
+    q = make_quote(BID, ASK)
+    make_quote(BID - 2 * T, ASK + 2 * T, 700, 200, q=q)
+    assert (q.bid, q.ask, q.bid_size, q.ask_size) == (BID - 2 * T, ASK + 2 * T, 700, 200)
 
 
 def test_one_cent_spread_with_both_sides_moved_is_a_level_change():
     """A level change: spread exactly one cent AND bid differs AND ask differs;
     the level time is the quote's time."""
-    q = make_quote(1000, 1001, t_ms=0)
-    assert q.on_quote(1001, 1002, 100, 100, 7 * MS)
-    assert (q.level_bid, q.level_ask, q.level_time_ns) == (1001, 1002, 7 * MS)
+    q = make_quote(BID, ASK, t_ms=0)
+    assert q.on_quote(BID + T, ASK + T, 100, 100, 7 * MS)
+    assert (q.level_bid, q.level_ask, q.level_time_ns) == (BID + T, ASK + T, 7 * MS)
 
 
 def test_wide_spread_quote_is_not_a_level_change():
     """A quote that is not a level change (spread other than one cent) changes no level state."""
     q = armed_level()
-    assert not q.on_quote(1002, 1004, 100, 100, 9 * MS)
-    assert (q.level_bid, q.level_ask, q.level_time_ns, q.armed) == (1000, 1001, 1 * MS, True)
+    assert not q.on_quote(BID + 2 * T, BID + 4 * T, 100, 100, 9 * MS)
+    assert (q.level_bid, q.level_ask, q.level_time_ns, q.armed) == (BID, ASK, 1 * MS, True)
 
 
 def test_one_side_move_is_not_a_level_change():
     """A quote that is not a level change (only one side moved) changes no level state."""
     q = armed_level()
-    assert not q.on_quote(1000, 1001, 5, 5, 9 * MS)       # same level, new sizes
+    assert not q.on_quote(BID, ASK, 5, 5, 9 * MS)         # same level, new sizes
     assert (q.level_time_ns, q.armed) == (1 * MS, True)
 
 
 def test_first_level_is_never_armed():
     """The first level seen is never armed."""
-    assert not make_quote(1000, 1001).armed
+    assert not make_quote(BID, ASK).armed
 
 
-@pytest.mark.parametrize("new_bid", [1001, 999])
+@pytest.mark.parametrize("new_bid", [BID + T, BID - T])
 def test_one_cent_move_arms_the_level(new_bid):
     """The new level is armed only if it moved by exactly one cent on both sides,
     in the same direction (10.00/10.01 -> 10.01/10.02, or -> 9.99/10.00)."""
-    q = make_quote(1000, 1001)
-    make_quote(new_bid, new_bid + 1, q=q)
+    q = make_quote(BID, ASK)
+    make_quote(new_bid, new_bid + T, q=q)
     assert q.armed
 
 
-@pytest.mark.parametrize("new_bid", [1002, 998, 1100])
+@pytest.mark.parametrize("new_bid", [BID + 2 * T, BID - 2 * T, BID + 100 * T])
 def test_jump_of_more_than_a_cent_is_not_armed(new_bid):
     """A jump of more than a cent (possible news) makes a level that is not armed."""
-    q = armed_level(1000)
-    make_quote(new_bid, new_bid + 1, q=q)
+    q = armed_level(BID)
+    make_quote(new_bid, new_bid + T, q=q)
     assert (q.level_bid, q.armed) == (new_bid, False)
 
 
@@ -135,115 +140,119 @@ def test_jump_of_more_than_a_cent_is_not_armed(new_bid):
 def test_bid_heavy_print_at_the_ask_buys_one_lot_at_the_ask():
     """Buy one lot with a limit at the level's ask when the trade printed at the ask,
     live bid size > 1.8 x live ask size."""
-    intent = print_at(armed_level(1000, HEAVY, LIGHT), Position(500), 1001)
-    assert (intent.side, intent.limit_cents) == ("buy", 1001)
+    intent = print_at(armed_level(BID, HEAVY, LIGHT), Position(QUANTITY), ASK)
+    assert (intent.side, intent.limit_cents, intent.qty) == ("buy", ASK, LOT)
 
 
 def test_ask_heavy_print_at_the_bid_sells_one_lot_at_the_bid():
     """Sell one lot with a limit at the level's bid when the trade printed at the bid,
     live ask size > 1.8 x live bid size, and held - pending sells >= 100."""
-    p = Position(500)
-    p.held = 100
-    intent = print_at(armed_level(1000, LIGHT, HEAVY, up=False), p, 1000)
-    assert (intent.side, intent.limit_cents) == ("sell", 1000)
+    p = Position(QUANTITY)
+    p.held = LOT
+    intent = print_at(armed_level(BID, LIGHT, HEAVY, up=False), p, BID)
+    assert (intent.side, intent.limit_cents, intent.qty) == ("sell", BID, LOT)
 
 
 def test_unarmed_level_sends_nothing():
     """Decision rule 1: the level is armed (no attempt has been made at it yet)."""
-    q = make_quote(1000, 1001, HEAVY, LIGHT)
-    assert print_at(q, Position(500), 1001) is None
+    q = make_quote(BID, ASK, HEAVY, LIGHT)
+    assert print_at(q, Position(QUANTITY), ASK) is None
 
 
 def test_widened_live_quote_sends_nothing():
     """Decision rule 2: the live quote is at the level; when the spread has widened,
     nothing is done."""
-    q = armed_level(1000, HEAVY, LIGHT)
-    make_quote(1000, 1002, HEAVY, LIGHT, t_ms=2, q=q)
-    assert print_at(q, Position(500), 1001) is None
-    make_quote(1000, 1001, HEAVY, LIGHT, t_ms=3, q=q)            # back at the level
-    assert print_at(q, Position(500), 1001) is not None
+    q = armed_level(BID, HEAVY, LIGHT)
+    make_quote(BID, ASK + T, HEAVY, LIGHT, t_ms=2, q=q)
+    assert print_at(q, Position(QUANTITY), ASK) is None
+    assert q.armed                                            # (nothing was attempted)
 
 
 def test_print_inside_or_on_the_wrong_side_sends_nothing():
     """Buy only when the trade printed at the ask; sell only at the bid."""
-    q = armed_level(1000, HEAVY, LIGHT)        # bid heavy: only a buy is possible
-    assert print_at(q, Position(500), 1000) is None          # printed at the bid
-    assert print_at(q, Position(500), 1002) is None          # away from the level
+    q = armed_level(BID, HEAVY, LIGHT)         # bid heavy: only a buy is possible
+    assert print_at(q, Position(QUANTITY), BID) is None      # printed at the bid
+    assert print_at(q, Position(QUANTITY), ASK + T) is None  # away from the level
+    if T > 1:
+        assert print_at(q, Position(QUANTITY), BID + 1) is None   # inside the spread
 
 
 def test_never_sells_short():
     """Sell only when held - pending sells >= 100: it never sells short."""
-    q = armed_level(1000, LIGHT, HEAVY, up=False)
-    assert print_at(q, Position(500), 1000) is None
-    p = Position(500)
-    p.held = 100
+    q = armed_level(BID, LIGHT, HEAVY, up=False)
+    assert print_at(q, Position(QUANTITY), BID) is None
+    p = Position(QUANTITY)
+    p.held = LOT
     p.register("s1", "sell")
-    assert print_at(q, p, 1000) is None                      # the 100 already being sold
+    assert print_at(q, p, BID) is None                       # the lot already being sold
 
 
 def test_capacity_counts_held_and_pending_buys():
     """Buy only when held + pending buys + 100 <= --quantity."""
     q = armed_level()
-    p = Position(300)
-    p.held = 100
+    p = Position(3 * LOT)
+    p.held = LOT
     p.register("b1", "buy")
-    assert print_at(q, p, 1001) is not None                  # 100 + 100 + 100 <= 300
+    assert print_at(q, p, ASK) is not None                   # 1 + 1 + 1 lots <= 3
     p.register("b2", "buy")
-    assert print_at(q, p, 1001) is None                      # 100 + 200 + 100 > 300
+    assert print_at(q, p, ASK) is None                       # 1 + 2 + 1 lots > 3
 
 
 def test_trade_meeting_no_rule_leaves_the_level_armed():
     """A trade that meets no rule leaves the level armed."""
-    q = armed_level(1000, HEAVY, LIGHT)
-    assert print_at(q, Position(500), 1001, t_ms=1) is None      # within the quote guard
-    assert q.armed and print_at(q, Position(500), 1001) is not None
+    q = armed_level(BID, HEAVY, LIGHT)
+    assert print_at(q, Position(QUANTITY), ASK, t_ms=1) is None  # within the quote guard
+    assert q.armed
 
 
 # ------------------------------------------------------- which prints count
+# The shipped rule excludes the first row and follows the second; which a bot
+# follows is what its REGULAR_CONDITIONS says (the contract pins the set).
 @pytest.mark.parametrize("codes", [["@", "Z"], [" ", "U"], ["@", "W"], [" ", "B"], ["4"],
                                    ["@", "T"], ["@", "I"], ["O"], ["Q"], ["M"], ["5"], ["6"],
                                    ["9"], ["X"], ["P"], ["C"], ["N"], ["R"], ["V"], ["7"],
-                                   ["H"], ["@", "K"], ["?"]])
-def test_print_with_any_code_outside_the_regular_set_is_not_followed(codes):
+                                   ["H"], ["@", "K"], ["?"],
+                                   [" "], ["@"], ["F"], ["@", "F"], [" ", "F"], [], None])
+def test_a_print_is_followed_only_if_every_code_is_a_regular_one(codes):
     """A print is followed only if every condition code in its `c` list is one of
-    " ", "@", "F"; any other code excludes the print."""
-    assert print_at(armed_level(), Position(500), 1001, conditions=codes) is None
-
-
-@pytest.mark.parametrize("codes", [[" "], ["@"], ["F"], ["@", "F"], [" ", "F"], [], None])
-def test_regular_print_is_followed(codes):
-    """Regular sale (" " on tapes A/B, "@" on tape C and IEX), intermarket sweep
-    ("F"); a print with no `c` field counts as regular."""
-    assert print_at(armed_level(), Position(500), 1001, conditions=codes) is not None
+    " ", "@", "F"; any other code excludes the print; a print with no `c` field
+    counts as regular."""
+    regular = codes is None or set(codes) <= tt.REGULAR_CONDITIONS
+    intent = print_at(armed_level(), Position(QUANTITY), ASK, conditions=codes)
+    assert (intent is not None) == regular
 
 
 def test_excluded_print_leaves_the_level_armed():
     """A trade that meets no rule leaves the level armed."""
     q = armed_level()
-    assert print_at(q, Position(500), 1001, conditions=["@", "Z"]) is None
-    assert q.armed and print_at(q, Position(500), 1001) is not None
+    assert print_at(q, Position(QUANTITY), ASK, conditions=["@", "Z"]) is None
+    assert q.armed
 
 
-@pytest.mark.parametrize("bid_size, ask_size, price, held", [(HEAVY, 0, 1001, 0), (0, HEAVY, 1000, 100)])
+@pytest.mark.parametrize("bid_size, ask_size, price, held", [(HEAVY, 0, ASK, 0), (0, HEAVY, BID, LOT)])
 def test_a_side_of_size_zero_sends_nothing(bid_size, ask_size, price, held):
     """Both live sizes are above zero (an empty side is not an infinite imbalance)."""
-    p = Position(500)
+    p = Position(QUANTITY)
     p.held = held
-    q = armed_level(1000, bid_size, ask_size, up=bid_size > 0)
+    q = armed_level(BID, bid_size, ask_size, up=bid_size > 0)
     assert print_at(q, p, price) is None
 
 
 # ------------------------------------------------------------------ odd lots
-@pytest.mark.parametrize("held, pending_sell, qty", [(40, 0, 40), (140, 100, 40), (250, 0, 100),
-                                                     (100, 100, None), (0, 0, None)])
+ODD = LOT * 2 // 5                          # an odd lot left by a partial fill (40 of 100)
+
+
+@pytest.mark.parametrize("held, pending_sell, qty", [(ODD, 0, ODD), (LOT + ODD, LOT, ODD),
+                                                     (2 * LOT + LOT // 2, 0, LOT),
+                                                     (LOT, LOT, None), (0, 0, None)])
 def test_sell_is_for_one_lot_or_the_odd_lot_that_is_left(held, pending_sell, qty):
     """Sell for min(100, held - pending sells) when that is at least 1: an odd lot
     left by a partial fill is sold by the next sell signal; never short."""
-    p = Position(500)
+    p = Position(QUANTITY)
     p.held = held
     if pending_sell:
         p.register("s1", "sell", pending_sell)
-    intent = print_at(armed_level(1000, LIGHT, HEAVY, up=False), p, 1000)
+    intent = print_at(armed_level(BID, LIGHT, HEAVY, up=False), p, BID)
     assert (intent and intent.qty) == qty
 
 
@@ -251,22 +260,22 @@ def test_sell_is_for_one_lot_or_the_odd_lot_that_is_left(held, pending_sell, qty
 def test_forgotten_level_makes_the_next_level_a_first_level():
     """After a gap in market data, the level is forgotten: the next level seen is
     a first level, never armed (a one-cent move from a stale level is not a move)."""
-    q = armed_level(1000)
+    q = armed_level(BID)
     q.forget()
     assert not q.armed
-    make_quote(1001, 1002, HEAVY, LIGHT, t_ms=5, q=q)          # one cent from the stale level
-    assert (q.level_bid, q.armed) == (1001, False)
-    make_quote(1002, 1003, HEAVY, LIGHT, t_ms=6, q=q)          # a real one-cent move
+    make_quote(BID + T, ASK + T, HEAVY, LIGHT, t_ms=5, q=q)      # one tick from the stale level
+    assert (q.level_bid, q.armed) == (BID + T, False)
+    make_quote(BID + 2 * T, ASK + 2 * T, HEAVY, LIGHT, t_ms=6, q=q)   # a real one-tick move
     assert q.armed
 
 
 def test_level_change_with_an_unreadable_time_changes_nothing():
     """A level change is applied whole or not at all: a quote whose time cannot be
     read changes nothing."""
-    q = armed_level(1000, HEAVY, LIGHT)
+    q = armed_level(BID, HEAVY, LIGHT)
     before = {name: getattr(q, name) for name in tt.Quote.__slots__}
     with pytest.raises(ValueError):
-        q.on_quote(1001, 1002, 50, 60, "not a time")
+        q.on_quote(BID + T, ASK + T, 50, 60, "not a time")
     assert {name: getattr(q, name) for name in tt.Quote.__slots__} == before
 
 
@@ -274,43 +283,45 @@ def test_level_change_with_an_unreadable_time_changes_nothing():
 def test_partial_fills_move_the_cumulative_delta_from_pending_to_held():
     """On partial_fill and fill: the change in cumulative filled_qty since last seen
     moves from pending to held."""
-    p = Position(500)
+    p = Position(QUANTITY)
     p.register("b1", "buy")
-    assert fill(p, "b1", "partial_fill", 30) == 30
-    assert (p.held, p.pending_buys) == (30, 70)
-    assert fill(p, "b1", "partial_fill", 75) == 45
-    assert (p.held, p.pending_buys) == (75, 25)
+    first, then = LOT * 3 // 10, LOT * 3 // 4                # 30, then 75 of 100
+    assert fill(p, "b1", "partial_fill", first) == first
+    assert (p.held, p.pending_buys) == (first, LOT - first)
+    assert fill(p, "b1", "partial_fill", then) == then - first
+    assert (p.held, p.pending_buys) == (then, LOT - then)
 
 
 def test_repeated_or_stale_update_changes_nothing():
     """A repeated or stale update changes nothing."""
-    p = Position(500)
+    p = Position(QUANTITY)
     p.register("b1", "buy")
-    fill(p, "b1", "partial_fill", 60)
-    assert fill(p, "b1", "partial_fill", 60) == 0
-    assert fill(p, "b1", "partial_fill", 40) == 0
-    assert (p.held, p.pending_buys) == (60, 40)
+    most, less = LOT * 3 // 5, LOT * 2 // 5                  # 60, then a stale 40
+    fill(p, "b1", "partial_fill", most)
+    assert fill(p, "b1", "partial_fill", most) == 0
+    assert fill(p, "b1", "partial_fill", less) == 0
+    assert (p.held, p.pending_buys) == (most, LOT - most)
 
 
 @pytest.mark.parametrize("event", ["canceled", "expired", "rejected", "done_for_day", "replaced"])
 def test_every_terminal_event_applies_final_fill_then_releases_pending(event):
     """On any terminal event: apply the final filled_qty first, then release what is
     still pending for that order, and forget it."""
-    p = Position(500)
+    p = Position(QUANTITY)
     p.register("b1", "buy")
-    fill(p, "b1", "partial_fill", 20)
-    fill(p, "b1", event, 35)
-    assert (p.held, p.pending_buys, p.orders) == (35, 0, {})
+    fill(p, "b1", "partial_fill", LOT // 5)
+    fill(p, "b1", event, LOT * 7 // 20)
+    assert (p.held, p.pending_buys, p.orders) == (LOT * 7 // 20, 0, {})
 
 
 def test_realized_pnl_is_kept_exactly_and_rounded_only_when_printed():
     """Realized P&L uses the average cost of the shares held, kept exactly (as a
     fraction of cents), and is rounded to the cent only when printed."""
-    p = Position(500)
+    p = Position(QUANTITY)
     for coid, cents in (("b1", 1001), ("b2", 1002), ("b3", 1002)):
-        p.register(coid, "buy")
+        p.register(coid, "buy", 100)
         fill(p, coid, "fill", 100, avg_cents=cents)
-    p.register("s1", "sell")
+    p.register("s1", "sell", 100)
     fill(p, "s1", "fill", 100, avg_cents=1004)
     assert p.realized_cents == Fraction(700, 3)             # 233 1/3 cents, not 234
     assert tt.signed_dollars(p.realized_cents) == "+$2.33"
@@ -346,19 +357,19 @@ def test_an_unreadable_execution_price_still_counts_its_shares():
 
 def test_sells_subtract_and_realize_pnl_against_average_cost():
     """Buys add, sells subtract; realized P&L in cents against the average cost."""
-    p = Position(500)
-    p.register("b1", "buy")
+    p = Position(QUANTITY)
+    p.register("b1", "buy", 100)
     fill(p, "b1", "fill", 100, avg_cents=1001)
-    p.register("b2", "buy")
+    p.register("b2", "buy", 100)
     fill(p, "b2", "fill", 100, avg_cents=1003)
-    p.register("s1", "sell")
+    p.register("s1", "sell", 100)
     fill(p, "s1", "fill", 100, avg_cents=1005)
     assert (p.held, p.bought, p.sold, p.realized_cents) == (100, 200, 100, 300)
 
 
 def test_submit_answered_4xx_releases_pending_at_once():
     """Submit answered 4xx (403, 422, ...): not placed; release its pending shares at once."""
-    p = Position(100)
+    p = Position(LOT)
     p.register("b1", "buy")
     assert not p.can_buy()
     p.refused("b1")
@@ -369,16 +380,16 @@ def test_invariants_hold_over_random_updates():
     """Invariants at every moment: 0 <= held; held + pending buys <= --quantity;
     held - pending sells >= 0."""
     rng = random.Random(20261123)
-    q, p = armed_level(), Position(400)
+    q, p = armed_level(), Position(4 * LOT)
     events = ["partial_fill", "fill", "canceled", "expired", "rejected", "new"]
     for i in range(3000):
         side = rng.choice(["buy", "sell"])
         if side == "buy":
-            q = armed_level(1000, HEAVY, LIGHT)
-            intent = print_at(q, p, 1001)
+            q = armed_level(BID, HEAVY, LIGHT)
+            intent = print_at(q, p, ASK)
         else:
-            q = armed_level(1000, LIGHT, HEAVY, up=False)
-            intent = print_at(q, p, 1000)
+            q = armed_level(BID, LIGHT, HEAVY, up=False)
+            intent = print_at(q, p, BID)
         if intent is not None:
             p.register(f"o{i}", intent.side, intent.qty)
         for coid, order in list(p.orders.items()):
@@ -394,77 +405,77 @@ def test_invariants_hold_over_random_updates():
 def test_fill_after_partial_fills_is_not_counted_twice():
     """Defect: a fill after partial_fills added the cumulative quantity again
     (100-share order counted as 140) -> cumulative-delta accounting."""
-    p = Position(500)
+    p = Position(QUANTITY)
     p.register("b1", "buy")
-    fill(p, "b1", "partial_fill", 40)
-    fill(p, "b1", "fill", 100)
-    assert p.held == 100
+    fill(p, "b1", "partial_fill", LOT * 2 // 5)
+    fill(p, "b1", "fill", LOT)
+    assert p.held == LOT
 
 
 def test_update_for_unknown_order_changes_nothing():
     """Defect: an update for an unknown order raised KeyError after changing the
     total -> updates are matched by the bot's own ids; others ignored."""
-    p = Position(500)
+    p = Position(QUANTITY)
     p.register("b1", "buy")
-    assert fill(p, "manual-1", "fill", 100) == 0
-    assert (p.held, p.pending_buys, list(p.orders)) == (0, 100, ["b1"])
+    assert fill(p, "manual-1", "fill", LOT) == 0
+    assert (p.held, p.pending_buys, list(p.orders)) == (0, LOT, ["b1"])
 
 
 def test_fill_before_the_rest_reply_is_counted_once():
     """Defect: bookkeeping ran after the cancel, so a refused cancel skipped it
     -> register before sending."""
-    p = Position(500)
-    p.register("b1", "buy")               # before the POST
-    fill(p, "b1", "fill", 100)                  # arrives before the POST returns
-    fill(p, "b1", "fill", 100)                  # and again, after
-    assert (p.held, p.pending_buys, p.bought) == (100, 0, 100)
+    p = Position(QUANTITY)
+    p.register("b1", "buy")                     # before the POST
+    fill(p, "b1", "fill", LOT)                  # arrives before the POST returns
+    fill(p, "b1", "fill", LOT)                  # and again, after
+    assert (p.held, p.pending_buys, p.bought) == (LOT, 0, LOT)
 
 
-@pytest.mark.parametrize("quantity, lots_bought", [(100, 1), (500, 5)])
-def test_quantity_is_reached_exactly(quantity, lots_bought):
+@pytest.mark.parametrize("lots", [1, 5])
+def test_quantity_is_reached_exactly(lots):
     """Defect: capacity test held + pending < quantity - 100 (--quantity 100 never
     bought, 500 stopped at 400) -> held + pending + 100 <= quantity."""
-    p = Position(quantity)
+    p = Position(lots * LOT)
     for i in range(10):
-        if print_at(armed_level(1000 + 2 * i), p, 1001 + 2 * i) is not None:
+        if print_at(armed_level(BID + 2 * T * i), p, ASK + 2 * T * i) is not None:
             p.register(f"b{i}", "buy")
-            fill(p, f"b{i}", "fill", 100)
-    assert (p.held, p.bought) == (100 * lots_bought, 100 * lots_bought)
+            fill(p, f"b{i}", "fill", LOT)
+    assert (p.held, p.bought) == (LOT * lots, LOT * lots)
 
 
 def test_rejected_order_does_not_retry_at_the_same_level():
     """Defect: a rejected order left the level armed, so every print retried
     -> one attempt per level (an attempt disarms the level)."""
-    q, p = armed_level(), Position(500)
-    intent = print_at(q, p, 1001)
+    q, p = armed_level(), Position(QUANTITY)
+    intent = print_at(q, p, ASK)
     assert intent is not None
     q.disarm()                                  # what the bot does on every attempt
     p.register("b1", "buy")
     fill(p, "b1", "rejected", 0)
-    assert print_at(q, p, 1001, t_ms=1 + AFTER_MS + 40) is None
+    assert print_at(q, p, ASK, t_ms=1 + AFTER_MS + 40) is None
 
 
 def test_jump_to_a_one_cent_spread_does_not_arm():
     """Defect: any jump to a one-cent spread counted as a level change, against its
     own docstring -> one-cent moves only arm."""
-    q = make_quote(1000, 1003)                  # wide: no level yet
-    make_quote(1001, 1002, HEAVY, LIGHT, q=q)
+    q = make_quote(BID, ASK + 2 * T)            # wide: no level yet
+    make_quote(BID + T, ASK + T, HEAVY, LIGHT, q=q)
     assert not q.armed
-    assert print_at(q, Position(500), 1002) is None
+    assert print_at(q, Position(QUANTITY), ASK + T) is None
 
 
 def test_sizes_of_a_wide_quote_are_not_compared_with_the_level():
     """Defect: sizes of a wide quote were compared with the stale one-cent level
     -> live quote must be at the level."""
-    q = armed_level(1000, 100, 100)
-    make_quote(1000, 1002, HEAVY, LIGHT, t_ms=5, q=q)           # wide, bid heavy
-    assert print_at(q, Position(500), 1001) is None
+    q = armed_level(BID, 100, 100)
+    make_quote(BID, ASK + T, HEAVY, LIGHT, t_ms=5, q=q)         # wide, bid heavy
+    assert print_at(q, Position(QUANTITY), ASK) is None
 
 
 def test_expired_order_releases_its_pending_shares():
     """Defect: only 4 terminal events released pending shares (expired blocked
     buying for good) -> every terminal event releases."""
-    p = Position(100)
+    p = Position(LOT)
     p.register("b1", "buy")
     fill(p, "b1", "expired", 0)
     assert p.can_buy()
@@ -473,12 +484,12 @@ def test_expired_order_releases_its_pending_shares():
 def test_pending_is_tracked_per_order_whatever_its_size():
     """Defect: capacity ignored a lot size other than 100 in remove_pending_order
     -> pending tracked per order."""
-    p = Position(500)
-    p.register("b1", "buy", qty=50)
-    p.register("b2", "buy", qty=100)
-    assert p.pending_buys == 150
-    fill(p, "b1", "canceled", 20)
-    assert (p.held, p.pending_buys) == (20, 100)
+    p = Position(QUANTITY)
+    p.register("b1", "buy", qty=LOT // 2)
+    p.register("b2", "buy", qty=LOT)
+    assert p.pending_buys == LOT + LOT // 2
+    fill(p, "b1", "canceled", LOT // 5)
+    assert (p.held, p.pending_buys) == (LOT // 5, LOT)
 
 
 # ------------------------------------------------------------ configuration
@@ -532,13 +543,13 @@ def test_sub_penny_print_is_at_neither_the_bid_nor_the_ask():
 def test_shares_held_before_the_run_count_toward_quantity():
     """Shares already held count toward --quantity (the bot never holds more in
     total), but the bot only ever sells shares it bought in this run."""
-    p = Position(500, preexisting=300)
+    p = Position(QUANTITY, preexisting=3 * LOT)
     q = armed_level()
-    assert print_at(q, p, 1001) is not None
+    assert print_at(q, p, ASK) is not None
     p.register("b1", "buy")
     p.register("b2", "buy")
-    assert not p.can_buy()                                   # 300 + 200 + 100 > 500
-    assert print_at(armed_level(1000, LIGHT, HEAVY, up=False), p, 1000) is None   # sells none
+    assert not p.can_buy()                                   # 3 + 2 + 1 lots > 5
+    assert print_at(armed_level(BID, LIGHT, HEAVY, up=False), p, BID) is None   # sells none
 
 
 # ---------------------------------------------------------------- rate limits

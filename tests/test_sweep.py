@@ -175,7 +175,7 @@ def test_a_worker_at_another_commit_refuses_the_work(tmp_path):
     """"each from a clone of this repository at the same commit (a worker from
     another commit refuses the work, saying so)"."""
     day = replay.load(replay.Planned((), "the bundled hour", "sip", lambda: replay.DATA))
-    job = replay.Job(replay.Script.of(SCRIPT), replay.Settings(500, None, (5.0,), 1), tmp_path,
+    job = replay.Job(replay.Script.of(SCRIPT), replay.Settings(None, None, (5.0,), 1), tmp_path,
                      code="not-" + sweep.CODE)
     with pytest.raises(tt.FatalError, match="same commit"):
         replay.replay_day(day, job)

@@ -10,8 +10,9 @@ import pytest
 import tick_taker as tt
 from sim.alpaca import quote, trade
 from sim.benchmark import made_up_symbols
-from tests.helpers import (AFTER_MS, HEAVY, LIGHT, PRINT, arm, assert_clean, at, buy_signal, limit_cents, sell_signal,
-                           sentinel, start_bot, stop_cleanly)
+from tests.helpers import (AFTER_MS, HEAVY, LIGHT, LOT, MS, PRINT, TICK, arm, assert_clean, at,
+                           buy_signal, limit_cents, push_signal, sell_signal, sentinel, start_bot,
+                           stop_cleanly)
 
 SYMBOLS = ("MU", "AMD", "SNAP")
 
@@ -21,7 +22,7 @@ def three(fake, tmp_path):
     """Start the bot on three symbols with --quantity per symbol."""
     bots = []
 
-    def start(*args: str, quantity: int = 100, ready: bool = True):
+    def start(*args: str, quantity: int = LOT, ready: bool = True):
         bot = start_bot(fake, tmp_path, *args, symbol=",".join(SYMBOLS), quantity=quantity,
                         ready=False)
         bots.append(bot)
@@ -54,39 +55,40 @@ def test_one_connection_subscribes_every_symbol(fake, three):
 
 def test_signals_on_each_symbol_are_independent(fake, three):
     """Per symbol its own Quote tracker and level: arming, one attempt per level."""
-    bot = three(quantity=500)
+    bot = three(quantity=5 * LOT)
     arm(fake, 1000, t=0, symbol="MU")                    # MU armed at 10.00/10.01
     level_t = arm(fake, 5000, t=0, symbol="AMD")         # AMD armed at 50.00/50.01
-    fake.push(trade("AMD", 5001, PRINT, at(level_t + AFTER_MS)),  # AMD follows ...
-              trade("AMD", 5001, PRINT, at(level_t + AFTER_MS + 10)),  # ... once per level
-              trade("SNAP", 1001, PRINT, at(level_t + AFTER_MS + 20)))  # SNAP has no level: nothing
+    first = push_signal(fake, "buy", [trade("AMD", 5000 + TICK, PRINT, at(level_t + AFTER_MS))])
+    fake.push(trade("AMD", 5000 + TICK, PRINT, first["t"] + 10 * MS),  # ... once per level
+              trade("SNAP", 1000 + TICK, PRINT, first["t"] + 20 * MS))  # SNAP has no level: nothing
     fake.wait_orders(1)
-    fake.push(trade("MU", 1001, PRINT, at(level_t + AFTER_MS + 30)))  # MU's level is still armed
+    push_signal(fake, "buy", [trade("MU", 1000 + TICK, PRINT, first["t"] + 30 * MS)])  # still armed
     fake.wait_orders(2)
     orders = sentinel(fake, 2, t=5000)                   # nothing else was sent
-    assert [(o["symbol"], limit_cents(o)) for o in orders] == [("AMD", 5001), ("MU", 1001)]
+    assert [(o["symbol"], limit_cents(o)) for o in orders] == [("AMD", 5000 + TICK),
+                                                              ("MU", 1000 + TICK)]
     stop_cleanly(bot)
 
 
 def test_quantity_is_per_symbol_and_fills_never_cross(fake, three):
     """--quantity is per symbol; a fill for one never changes another's position."""
-    bot = three(quantity=100)
+    bot = three(quantity=LOT)
     buy_signal(fake, 1000, t=0, symbol="MU")
-    bot.wait_log("FILL BUY 100 MU")
+    bot.wait_log(f"FILL BUY {LOT} MU")
     buy_signal(fake, 1010, t=1000, symbol="MU")          # MU is full: nothing
     buy_signal(fake, 5000, t=2000, symbol="AMD")         # AMD has room
-    bot.wait_log("FILL BUY 100 AMD")
+    bot.wait_log(f"FILL BUY {LOT} AMD")
     sell_signal(fake, 2000, t=3000, symbol="SNAP")       # SNAP holds nothing: never short
     sell_signal(fake, 1020, t=4000, symbol="MU")         # MU sells what it bought
-    bot.wait_log("FILL SELL 100 MU")
+    bot.wait_log(f"FILL SELL {LOT} MU")
     assert [(o["symbol"], o["side"]) for o in fake.received.orders] == [
         ("MU", "buy"), ("AMD", "buy"), ("MU", "sell")]
     out = stop_cleanly(bot)
     lines = summaries(out)
-    assert "position +0 shares" in lines["MU"] and "position +100 shares" in lines["AMD"]
+    assert "position +0 shares" in lines["MU"] and f"position +{LOT} shares" in lines["AMD"]
     assert "position +0 shares" in lines["SNAP"]
-    assert "SUMMARY TOTAL: orders sent 3, bought 200, sold 100" in out
-    assert [fake.position_qty(s) for s in SYMBOLS] == [0, 100, 0]
+    assert f"SUMMARY TOTAL: orders sent 3, bought {2 * LOT}, sold {LOT}" in out
+    assert [fake.position_qty(s) for s in SYMBOLS] == [0, LOT, 0]
 
 
 def test_data_drop_resubscribes_every_symbol(fake, three):
@@ -96,23 +98,24 @@ def test_data_drop_resubscribes_every_symbol(fake, three):
     fake.drop_data_stream()
     fake.wait_until(lambda: fake.received.data_connections == 2
                     and all(fake.subscribed(s) for s in SYMBOLS), "all symbols resubscribed")
-    fake.push(quote("AMD", 1001, 1002, HEAVY, LIGHT, at(100)), trade("AMD", 1002, PRINT, at(100 + AFTER_MS)))
+    fake.push(quote("AMD", 1000 + TICK, 1000 + 2 * TICK, HEAVY, LIGHT, at(100)),
+              trade("AMD", 1000 + 2 * TICK, PRINT, at(100 + AFTER_MS)))
     buy_signal(fake, 3000, t=1000, symbol="SNAP")        # a fresh level trades
     [order] = fake.wait_orders(1)
-    assert (order["symbol"], limit_cents(order)) == ("SNAP", 3001)
+    assert (order["symbol"], limit_cents(order)) == ("SNAP", 3000 + TICK)
     stop_cleanly(bot)
 
 
 def test_restart_adopts_each_symbols_position(fake, three):
     """A restart adopts each symbol's position: shares held count toward that
     symbol's --quantity, and are never sold."""
-    fake.hold("MU", 200, 1000)
-    fake.hold("AMD", 300, 5000)
-    bot = three(quantity=300)
+    fake.hold("MU", 2 * LOT, 1000)
+    fake.hold("AMD", 3 * LOT, 5000)
+    bot = three(quantity=3 * LOT)
     out = bot.output()
-    assert "already holds +200 MU" in out and "already holds +300 AMD" in out
+    assert f"already holds +{2 * LOT} MU" in out and f"already holds +{3 * LOT} AMD" in out
     buy_signal(fake, 1000, t=0, symbol="MU")             # MU: room for one lot
-    bot.wait_log("FILL BUY 100 MU")
+    bot.wait_log(f"FILL BUY {LOT} MU")
     buy_signal(fake, 5000, t=1000, symbol="AMD")         # AMD: none
     buy_signal(fake, 1010, t=2000, symbol="MU")          # MU: none left
     sell_signal(fake, 5010, t=3000, symbol="AMD")        # AMD's old shares: never sold
@@ -125,18 +128,18 @@ def test_restart_adopts_each_symbols_position(fake, three):
 def test_quiet_symbol_is_not_a_dead_stream(fake, three):
     """The watchdog is per symbol: a quiet symbol has its level forgotten, the
     others keep trading."""
-    bot = three("--stale-seconds", "0.5", quantity=500)
+    bot = three("--stale-seconds", "0.5", quantity=5 * LOT)
     arm(fake, 1000, t=0, symbol="MU")
     level_t = arm(fake, 5000, t=0, symbol="AMD")
     deadline = time.monotonic() + 3
     while "no quotes for MU" not in bot.output() and time.monotonic() < deadline:
-        fake.push(quote("AMD", 5000, 5001, HEAVY, LIGHT, at(level_t + 1)))    # AMD stays alive
+        fake.push(quote("AMD", 5000, 5000 + TICK, HEAVY, LIGHT, at(level_t + 1)))   # AMD stays alive
         time.sleep(0.1)
     out = bot.output()
     assert "no quotes for MU" in out and "no quotes for AMD" not in out
     assert "no quotes for any symbol" not in out
-    fake.push(trade("MU", 1001, PRINT, at(level_t + AFTER_MS)),      # MU: its level was forgotten
-              trade("AMD", 5001, PRINT, at(level_t + AFTER_MS)))     # AMD: still armed, at its level
+    fake.push(trade("MU", 1000 + TICK, PRINT, at(level_t + AFTER_MS)),   # MU: its level was forgotten
+              trade("AMD", 5000 + TICK, PRINT, at(level_t + AFTER_MS)))  # AMD: still armed, at its level
     fake.wait_orders(1)
     [order] = sentinel(fake, 1, t=5000)                  # nothing else was sent
     assert order["symbol"] == "AMD"
@@ -192,7 +195,7 @@ def test_restart_holding_fifty_of_a_thousand_adopts_them_all(fake, tmp_path):
     for symbol in names[::20]:
         fake.hold(symbol, 100, 1000)
     bot = start_bot(fake, tmp_path, "--symbol", ",".join(names[1:]), symbol=names[0],
-                    quantity=100, ready=False)
+                    quantity=LOT, ready=False)
     fake.wait_until(lambda: fake.listening and fake.subscribed(names[-1]), "ready", timeout=15)
     out = stop_cleanly(bot)
     assert out.count("the account already holds +100") == 50
