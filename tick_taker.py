@@ -2152,8 +2152,9 @@ class TickTaker:
             for symbol, inst in self.instruments.items():
                 if 0 < inst.quote.bid < MIN_LEVEL_BID_CENTS and symbol not in idle:
                     idle.add(symbol)
-                    log.warning("%s quotes under $1 (in hundredths of a cent): there is no "
-                                "one-cent level to follow, so the bot stays idle on it", symbol)
+                    log.warning("%s quotes under $%s (MIN_LEVEL_BID_CENTS; under $1, in "
+                                "hundredths of a cent): no level is made there, so the bot "
+                                "stays idle on it", symbol, f"{MIN_LEVEL_BID_CENTS / 100:g}")
                 if inst.quote.fresh:
                     inst.quote.fresh = False
                     since[symbol] = now

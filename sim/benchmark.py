@@ -426,18 +426,20 @@ def measure(tape: Tape, tmp: Path) -> dict[str, dict]:
 
 def synthetic_day(path: Path, events: int = DAY_EVENTS, symbol: str = "SYNT",
                   seed: int = 20261202, move_p: float = 0.012, print_p: float = 0.1,
-                  day: dt.date = dt.date(2026, 11, 27)) -> None:
-    """A made-up regular session of `events` quotes and trades: a one-cent
-    spread that now and then widens, a random walk of one-cent moves (a
-    quote moves with probability `move_p`), sizes that lean one way or the
-    other, and prints at the touch (`print_p` of the events), mostly regular,
-    some odd lots, sweeps and out-of-sequence prints. With the default, about as many signals per
+                  day: dt.date = dt.date(2026, 11, 27), hours: float = 6.5,
+                  tick: int = 1) -> None:
+    """A made-up session of `events` quotes and trades over `hours` from the
+    open: a one-tick spread (`tick` cents: the bot's TICK_CENTS) that now and
+    then widens, a random walk of one-tick moves (a quote moves with
+    probability `move_p`), sizes that lean one way or the other, and prints at
+    the touch (`print_p` of the events), mostly regular, some odd lots, sweeps
+    and out-of-sequence prints. With the default, about as many signals per
     event as the real MSFT hour (one in 240); DENSE_MOVE_P makes a day dense
     in signals (a level change every 15 events, a signal every 100)."""
     rng = random.Random(seed)
     t = int(dt.datetime.combine(day, dt.time(9, 30), ET).timestamp() * 1e9)
-    step_ns = int(6.5 * 3600 * 1e9 / events)
-    bid, spread = 2000, 1
+    step_ns = int(hours * 3600 * 1e9 / events)
+    bid, spread = 2000, tick
     bid_size, ask_size = 500, 500
 
     def generate():
@@ -453,9 +455,9 @@ def synthetic_day(path: Path, events: int = DAY_EVENTS, symbol: str = "SYNT",
                 continue
             r = rng.random()
             if r < move_p:
-                bid += rng.choice((-1, 1))               # a one-cent move
+                bid += rng.choice((-tick, tick))         # a one-tick move
             elif r < move_p + 0.004:
-                spread = 2 if spread == 1 else 1         # widens, narrows
+                spread = 2 * tick if spread == tick else tick   # widens, narrows
             if rng.random() < 0.5:
                 bid_size = rng.choice((100, 300, 500, 900, 1500))
             else:

@@ -251,8 +251,9 @@ def expect_signal(side: str, messages: list[dict], model: Optional[RuleModel] = 
     first = messages[-1]
     for later_ms in LATER_MS:
         q = copy.deepcopy(base)
-        for m in messages[:-1]:
-            q.on_quote(round(m["bp"] * 100), round(m["ap"] * 100), m["bs"], m["as"], m["t"])
+        shadow = RuleModel()
+        shadow.symbols[first["S"]] = q
+        shadow.see(messages[:-1])                # as the bot reads them (a bad one skipped)
         p = {**first, "t": first["t"] + later_ms * MS}
         verdict = q.verdict(as_trade(p))
         if verdict == side:

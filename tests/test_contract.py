@@ -137,8 +137,8 @@ def test_bot_logs_the_imbalance_that_decided_an_order(fake, bot):
     fake.push(quote(SYMBOL, 999, 1000, 100, 100, at(0)),
               quote(SYMBOL, 1000, 1001, 900, 300, at(1)), trade(SYMBOL, 1001, 100, at(61)))
     fake.wait_orders(1)
-    out = bot.wait_log("BUY 100 MU @ 10.01")
-    assert "bid 900 > 1.8x300" in out, PINNED
+    out = bot.wait_log(f"BUY {tt.LOT} MU @ 10.01")
+    assert "BUY 100 MU @ 10.01 (level 2, bid 900 > 1.8x300" in out, PINNED
     stop_cleanly(bot)
 
 

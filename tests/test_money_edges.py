@@ -218,11 +218,12 @@ def test_quotes_under_a_dollar_make_no_level_and_the_bot_says_why(fake, run_bot)
               quote(SYMBOL, 12.95, 13.51, HEAVY, LIGHT, at(1)),
               quote(SYMBOL, 13.2, 14.0, HEAVY, LIGHT, at(2)),
               trade(SYMBOL, 14, PRINT, at(2 + AFTER_MS)))
-    out = bot.wait_log("quotes under $1")
+    idle = f"quotes under ${tt.MIN_LEVEL_BID_CENTS / 100:g}"
+    out = bot.wait_log(idle)
     assert sentinel(fake, 0) == []
     fake.push(quote(SYMBOL, 11.95, 12.51, HEAVY, LIGHT, at(950_000)))
     time.sleep(1.2)                                      # the watchdog looks once a second
-    assert stop_cleanly(bot).count("quotes under $1") == 1
+    assert stop_cleanly(bot).count(idle) == 1
 
 
 # ------------------------------------------------------------- the small ones

@@ -147,8 +147,9 @@ def test_quote_whose_time_cannot_be_read_changes_nothing(fake, bot):
     """A level change is applied whole or not at all: a quote whose time cannot be
     read changes nothing (and the rest of its frame is read)."""
     level_t = arm(fake, 1000, t=0)                       # armed level 10.00/10.01
-    fake.push(quote(SYMBOL, 1000 + TICK, 1000 + 2 * TICK, HEAVY, LIGHT, "2026-13-45T99:99:99Z"),
-              trade(SYMBOL, 1000 + TICK, PRINT, at(level_t + AFTER_MS)))  # still at the armed level
+    push_signal(fake, "buy", [
+        quote(SYMBOL, 1000 + TICK, 1000 + 2 * TICK, HEAVY, LIGHT, "2026-13-45T99:99:99Z"),
+        trade(SYMBOL, 1000 + TICK, PRINT, at(level_t + AFTER_MS))])   # still at the armed level
     [order] = fake.wait_orders(1)
     assert (order["side"], limit_cents(order)) == ("buy", 1000 + TICK)
     assert "skipped unreadable market data" in bot.output()

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+import tick_taker as tt
 from sim import compare, replay
+from sim.benchmark import DENSE_MOVE_P, DENSE_PRINT_P, synthetic_day
 from sim.bot import SCRIPT
 from sim.report import analyse
 from sim.report import main as report_main
@@ -45,13 +47,22 @@ def test_demo_replays_through_the_real_bot_and_writes_report_and_chart(tmp_path)
             assert 0 <= held <= 3 * LOT
 
 
+def busy_day(tmp_path: Path) -> Path:
+    """A synthetic session dense in signals, in the bot's own ticks (so a fork's
+    rule signals on it too): 20,000 events in 4 minutes, about 200 signals."""
+    path = tmp_path / "busy.csv"
+    synthetic_day(path, 20_000, symbol="MSFT", move_p=DENSE_MOVE_P, print_p=DENSE_PRINT_P,
+                  hours=4 / 60, tick=tt.TICK_CENTS)
+    return path
+
+
 def test_the_same_replay_gives_the_same_orders_and_fills_every_run(tmp_path):
     """The replay waits after each print the bot may follow until the bot has acted
     on it and its order is done, so every run of the same data gives the same
     orders, fills and P&L (README, "Replay")."""
-    did = []
+    did, data = [], busy_day(tmp_path)
     for run in ("first", "second"):
-        assert replay.main(["--quiet", "--out", str(tmp_path / run)]) == 0
+        assert replay.main(["--quiet", "--data", str(data), "--out", str(tmp_path / run)]) == 0
         report = (tmp_path / run / "report.txt").read_text()
         log = (tmp_path / run / "bot.log").read_text()
         # (which update reported a fill, the order's POST reply or its stream
@@ -145,7 +156,7 @@ def test_latency_list_replays_once_per_latency_with_a_row_each(tmp_path, capsys)
     """--latency-ms 0,20: one bot run per latency on the same data and a report row
     for each; the first is the run the report's other tables show (README, "Fill
     assumptions"), and a later order meets a different book."""
-    assert replay.main(["--latency-ms", "0,20", "--minutes", "20", "--quiet",
+    assert replay.main(["--latency-ms", "0,20", "--quiet", "--data", str(busy_day(tmp_path)),
                         "--out", str(tmp_path)]) == 0
     report = (tmp_path / "report.txt").read_text()
     rows = re.findall(r"^\s+(\d+) ms\s+(\d+)\s+(\S+ \(\d+%\))\s+(\d+ / \d+)\s+(\S+)\s+(\S+)$",

@@ -138,8 +138,8 @@ def test_quiet_symbol_is_not_a_dead_stream(fake, three):
     out = bot.output()
     assert "no quotes for MU" in out and "no quotes for AMD" not in out
     assert "no quotes for any symbol" not in out
-    fake.push(trade("MU", 1000 + TICK, PRINT, at(level_t + AFTER_MS)),   # MU: its level was forgotten
-              trade("AMD", 5000 + TICK, PRINT, at(level_t + AFTER_MS)))  # AMD: still armed, at its level
+    fake.push(trade("MU", 1000 + TICK, PRINT, at(level_t + AFTER_MS)))  # MU: its level was forgotten
+    push_signal(fake, "buy", [trade("AMD", 5000 + TICK, PRINT, at(level_t + AFTER_MS))])  # AMD: armed
     fake.wait_orders(1)
     [order] = sentinel(fake, 1, t=5000)                  # nothing else was sent
     assert order["symbol"] == "AMD"
