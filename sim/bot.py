@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import ModuleType
@@ -56,17 +59,112 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+class Forked:
+    """A bot forked by this process's zygote (sim/zygote.py), with the part of
+    subprocess.Popen's interface the tools use."""
+
+    def __init__(self, zygote: "Zygote", pid: int) -> None:
+        self.zygote, self.pid = zygote, pid
+        self.returncode: Optional[int] = None
+
+    def poll(self) -> Optional[int]:
+        if self.returncode is None:
+            self.returncode = self.zygote.exits.get(self.pid)
+        return self.returncode
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        with self.zygote.changed:
+            if not self.zygote.changed.wait_for(lambda: self.poll() is not None, timeout):
+                raise subprocess.TimeoutExpired(f"bot {self.pid}", timeout)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class Zygote:
+    """One per test process, started on first use: it has imported the bot's
+    libraries once, and forks a bot in milliseconds (sim/zygote.py)."""
+
+    def __init__(self) -> None:
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+               "MKL_NUM_THREADS": "1"}        # no BLAS threads in a process that forks
+        self.proc = subprocess.Popen([sys.executable, "-m", "sim.zygote"], cwd=ROOT, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.exits: dict[int, int] = {}
+        self.pids: "queue.Queue[int]" = queue.Queue()
+        self.changed = threading.Condition()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True, name="zygote").start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            kind, pid, *code = line.split()
+            if kind == b"pid":
+                self.pids.put(int(pid))
+            else:
+                with self.changed:
+                    self.exits[int(pid)] = int(code[0])
+                    self.changed.notify_all()
+        self.pids.put(0)                           # the zygote died: no more bots
+
+    def spawn(self, script: str, args: list[str], env: dict[str, str], cwd: Path,
+              log: Path) -> Forked:
+        request = json.dumps({"script": script, "args": args, "env": env, "cwd": str(cwd),
+                              "log": str(log)})
+        with self.lock:
+            self.proc.stdin.write(request.encode() + b"\n")
+            self.proc.stdin.flush()
+            pid = self.pids.get(timeout=WAIT_S)
+        if not pid:
+            raise RuntimeError("the zygote (sim/zygote.py) has died")
+        return Forked(self, pid)
+
+
+_zygote: Optional[Zygote] = None
+_use_zygote = False
+
+
+def use_zygote() -> None:
+    """From now on this process starts bots by forking a zygote (the test
+    suite's conftest calls this), started with the first bot: the same
+    script, started in milliseconds instead of a second of imports."""
+    global _use_zygote
+    _use_zygote = True
+
+
+def zygote() -> Optional[Zygote]:
+    global _zygote
+    if _use_zygote and (_zygote is None or _zygote.proc.poll() is not None):
+        _zygote = Zygote()
+    return _zygote
+
+
 class Bot:
     """The real, unmodified tick_taker.py in a subprocess, its output in a file."""
 
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path,
-                 command: Optional[list[str]] = None, log_name: str = "bot.log") -> None:
+                 command: Optional[list[str]] = None, log_name: str = "bot.log",
+                 fresh: bool = False) -> None:
+        """`fresh`: a new interpreter even where the zygote is in use."""
         self.log_path = cwd / log_name
         self._log = open(self.log_path, "wb")
         command = command or [sys.executable, str(SCRIPT)]
-        self.proc = subprocess.Popen([*command, *args], cwd=cwd, env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+        if (not fresh and len(command) == 2 and command[0] == sys.executable
+                and (z := zygote())):
+            self.proc = z.spawn(str(Path(command[1]).resolve()), list(args), env, cwd,
+                                self.log_path)
+        else:
+            self.proc = subprocess.Popen([*command, *args], cwd=cwd, env=env,
+                                         stdout=self._log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
         self.ended = False            # stopped, killed or awaited on purpose: no surprise
 
     def output(self) -> str:

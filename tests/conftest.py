@@ -1,10 +1,16 @@
 """Fixtures: a fresh fake Alpaca per test, and the bot started against it."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from sim.alpaca import FakeAlpaca
+from sim.bot import use_zygote
 from tests.helpers import start_bot
+
+if not os.environ.get("TICK_TAKER_SUBPROCESS"):   # set it to start each bot as `python SCRIPT`
+    use_zygote()        # each bot forked from a process that imported its libraries once
 
 
 @pytest.fixture

@@ -109,15 +109,16 @@ def model_of(fake: FakeAlpaca, fresh: bool = False) -> RuleModel:
 
 def start_bot(fake: FakeAlpaca, tmp_path: Path, *args: str, symbol: str = SYMBOL,
               quantity: Optional[int] = QUANTITY, env: Optional[dict] = None,
-              ready: bool = True, live: bool = True) -> Bot:
-    """Start the bot against `fake` with the real CLI and environment variables.
+              ready: bool = True, live: bool = True, fresh: bool = False) -> Bot:
+    """Start the bot against `fake` with the real CLI and environment variables
+    (forked from the suite's zygote, or `fresh`: `python tick_taker.py ...`).
 
     The fake is not Alpaca's paper endpoint, so the bot needs --live for it."""
     argv = ["--symbol", symbol, *([] if quantity is None else ["--quantity", str(quantity)]),
             *(["--live"] if live else []), *args]
     fake.universe.update(symbol.split(","))      # assets Alpaca lists (GET /v2/assets)
     model_of(fake, fresh=True)                   # the new bot's rule has seen nothing
-    bot = Bot(argv, clean_env(**{**fake.env(), **(env or {})}), tmp_path)
+    bot = Bot(argv, clean_env(**{**fake.env(), **(env or {})}), tmp_path, fresh=fresh)
     fake.watchers.append(bot.why_stuck)          # an awaited order that cannot come: fail now
     if ready:
         try:

@@ -34,6 +34,16 @@ def test_buy_signal_sends_a_day_limit_for_one_lot_at_the_ask_then_cancels_it(fak
     assert summary(stop_cleanly(bot))["position"] == 0
 
 
+def test_started_as_python_tick_taker_py_it_trades_and_stops_cleanly(fake, run_bot):
+    """Run from a terminal with --symbol and --quantity; stopped with one Ctrl+C
+    (the rest of the suite forks its bots from a process that imported their
+    libraries once: this one is a fresh `python tick_taker.py`)."""
+    bot = run_bot(fresh=True)
+    buy_signal(fake, 1000, t=0)
+    bot.wait_log(f"FILL BUY {LOT}")
+    assert_in_step(fake, stop_cleanly(bot), 0)
+
+
 def test_sell_signal_sells_one_lot_at_the_bid_from_shares_bought(fake, bot):
     """Sell one lot with a limit at the level's bid when the trade printed at the bid,
     live ask size > 1.8 x live bid size, and held - pending sells >= 100."""

@@ -24,6 +24,10 @@ from sim.report import analyse
 from sim.tape import Tape
 from tests.test_replay import fork
 
+# A sweep starts Dask's workers and a bot per symbol-day: on a busy 2-core
+# machine it may take minutes, which is not a hang.
+pytestmark = pytest.mark.timeout(300)
+
 DAYS = ("2026-11-23", "2026-11-24")          # a Monday and a Tuesday
 SYMBOLS = ("AAA", "BBB")
 # Small symbol-days (the sweep, not the day, is tested), the first day the
