@@ -103,8 +103,8 @@ def test_compare_of_the_script_with_itself_finds_no_differences(tmp_path, capsys
     script compared with the script reports no differences."""
     copy = tmp_path / "original.py"
     copy.write_text(SCRIPT.read_text())
-    assert compare.main([str(copy), str(SCRIPT), "--minutes", "3", "--quiet",
-                         "--out", str(tmp_path / "cmp")]) == 0
+    assert compare.main([str(copy), str(SCRIPT), "--minutes", "1", "--quiet",
+                         "--jobs", "1", "--out", str(tmp_path / "cmp")]) == 0
     out = capsys.readouterr().out
     assert "no differences" in out and "the versions differ" not in out
     assert (tmp_path / "cmp" / "pnl.png").read_bytes()[:4] == b"\x89PNG"
@@ -114,8 +114,8 @@ def test_compare_shows_a_forks_edit_side_by_side(tmp_path, capsys):
     """A fork whose smallest print no print reaches sends no order: sim.compare shows
     the original's orders against its 0, and the difference."""
     mine = fork(tmp_path, "MIN_PRINT_SIZE = 10 ** 9")
-    assert compare.main([str(SCRIPT), str(mine), "--minutes", "3", "--quiet",
-                         "--out", str(tmp_path / "cmp")]) == 0
+    assert compare.main([str(SCRIPT), str(mine), "--minutes", "1", "--quiet",
+                         "--jobs", "1", "--out", str(tmp_path / "cmp")]) == 0
     out = capsys.readouterr().out
     original = replay_orders(tmp_path / "cmp" / "1-tick_taker" / "bot.log")
     assert original > 0 and replay_orders(tmp_path / "cmp" / "2-mine" / "bot.log") == 0

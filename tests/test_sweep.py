@@ -25,7 +25,9 @@ from sim.tape import Tape
 from tests.test_replay import fork
 
 # A sweep starts Dask's workers and a bot per symbol-day: on a busy 2-core
-# machine it may take minutes, which is not a hang.
+# machine it may take minutes, which is not a hang. Only the first test runs
+# two local workers (the rest need a sweep, not its parallelism: one worker,
+# a process of imports fewer).
 pytestmark = pytest.mark.timeout(300)
 
 DAYS = ("2026-11-23", "2026-11-24")          # a Monday and a Tuesday
@@ -33,7 +35,7 @@ SYMBOLS = ("AAA", "BBB")
 # Small symbol-days (the sweep, not the day, is tested), the first day the
 # longest: run at once, the second finishes first, and the rows must still
 # come in the days' order.
-EVENTS = (20_000, 2_000)
+EVENTS = (8_000, 2_000)
 START_S = 30                                 # for a scheduler and its workers to start
 
 
@@ -133,7 +135,7 @@ def test_compare_sweeps_every_symbol_day_with_a_row_each_and_a_total(alpaca, tmp
     each version, and the difference), then the total side by side."""
     mine = fork(tmp_path, "MIN_PRINT_SIZE = 10 ** 9")       # follows no print: no order
     assert compare.main([str(SCRIPT), str(mine), "--symbol", ",".join(SYMBOLS), "--date",
-                         DAYS[0], "--quiet", "--jobs", "2", "--cache", str(tmp_path / "cache"),
+                         DAYS[0], "--quiet", "--jobs", "1", "--cache", str(tmp_path / "cache"),
                          "--out", str(tmp_path / "cmp")]) == 0
     out = capsys.readouterr().out
     rows = re.findall(r"^\s+(\S+ \S+)\s+([\d,]+)\s+([\d,]+)\s+\S+\s+\S+\s+\S+$", out, re.M)
@@ -149,7 +151,7 @@ def test_compare_sweeps_every_symbol_day_with_a_row_each_and_a_total(alpaca, tmp
 def test_together_replays_each_days_symbols_through_one_bot(alpaca, tmp_path):
     """"--together replays each day's symbols through one bot, as the bot trades
     them live"."""
-    assert run_sweep(tmp_path, "out", SYMBOLS, "--together", "--jobs", "2") == 0
+    assert run_sweep(tmp_path, "out", SYMBOLS, "--together", "--jobs", "1") == 0
     table = [line.split() for line in
              (tmp_path / "out" / "summary.txt").read_text().splitlines()[1:-1]]
     assert [r[:2] for r in table] == [[d, ",".join(SYMBOLS)] for d in DAYS]
@@ -169,7 +171,7 @@ def test_a_bad_tape_stops_the_sweep_in_one_line(alpaca, tmp_path, capsys):
         path = history.cache_file(cache, [symbol], session, "sip")
         path.write_bytes(b"q,1,AAA,not a price\n")
     assert replay.main(["--symbol", ",".join(SYMBOLS), "--date", DAYS[0], "--quiet", "--jobs",
-                        "2", "--cache", str(cache), "--out", str(tmp_path / "out")]) == 2
+                        "1", "--cache", str(cache), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert re.search(rf"replay: .*{re.escape(str(cache))}/[AB]{{3}}_{DAYS[0]}", err)
