@@ -10,7 +10,7 @@ sends one LOT-share `day` limit order at that price and cancels it at once
 (a simulated immediate-or-cancel). One attempt per level; never short; never
 more than `--quantity` shares held.
 
-FORKING IT? The rule is the first 170 lines: the constants just below and
+FORKING IT? The rule is the first 180 lines: the constants just below and
 `Rule` (its `signal_side()`: a print -> "buy", "sell" or nothing; and, for a
 rule that remembers, its own state and an `on_quote()` hook). Change those, then
 

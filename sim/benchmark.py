@@ -427,12 +427,13 @@ def measure(tape: Tape, tmp: Path) -> dict[str, dict]:
 def synthetic_day(path: Path, events: int = DAY_EVENTS, symbol: str = "SYNT",
                   seed: int = 20261202, move_p: float = 0.012, print_p: float = 0.1,
                   day: dt.date = dt.date(2026, 11, 27), hours: float = 6.5,
-                  tick: int = 1) -> None:
+                  tick: int = 1, min_print: int = 100) -> None:
     """A made-up session of `events` quotes and trades over `hours` from the
     open: a one-tick spread (`tick` cents: the bot's TICK_CENTS) that now and
     then widens, a random walk of one-tick moves (a quote moves with
     probability `move_p`), sizes that lean one way or the other, and prints at
-    the touch (`print_p` of the events), mostly regular, some odd lots, sweeps
+    the touch (`print_p` of the events; round ones 1 to 5 times `min_print`
+    shares, the bot's MIN_PRINT_SIZE), mostly regular, some odd lots, sweeps
     and out-of-sequence prints. With the default, about as many signals per
     event as the real MSFT hour (one in 240); DENSE_MOVE_P makes a day dense
     in signals (a level change every 15 events, a signal every 100)."""
@@ -441,6 +442,7 @@ def synthetic_day(path: Path, events: int = DAY_EVENTS, symbol: str = "SYNT",
     step_ns = int(hours * 3600 * 1e9 / events)
     bid, spread = 2000, tick
     bid_size, ask_size = 500, 500
+    sizes = tuple(n * min_print // 100 for n in (100, 100, 200, 300, 500)) + (40,)
 
     def generate():
         nonlocal t, bid, spread, bid_size, ask_size
@@ -448,7 +450,7 @@ def synthetic_day(path: Path, events: int = DAY_EVENTS, symbol: str = "SYNT",
             t += rng.randint(1, 2 * step_ns)
             if rng.random() < print_p:                   # a print at the touch
                 at_ask = rng.random() < 0.5
-                size = rng.choice((100, 100, 200, 300, 500, 40))
+                size = rng.choice(sizes)
                 codes = "@I" if size < 100 else rng.choice(("@", "@", "@", "@F", "@Z"))
                 price = bid + spread if at_ask else bid
                 yield ("t", t, symbol, price * 100, size, codes)

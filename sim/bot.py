@@ -1,7 +1,10 @@
 """The real, unmodified tick_taker.py as a subprocess, for the tools and the tests.
 
 Both the replay and the benchmark run the bot exactly as a user would: its
-real command line and environment, pointed at the simulated Alpaca.
+real command line and environment, pointed at the simulated Alpaca. The test
+suite (use_zygote) forks each bot from a process that imported the bot's
+libraries once (sim/zygote.py): the same script, argv, environment, folder
+and log, without a second of imports per bot.
 """
 from __future__ import annotations
 
@@ -172,8 +175,12 @@ class Bot:
 
     def wait_log(self, text: str, timeout: float = WAIT_S, after: str = "") -> str:
         """Until `text` appears in the bot's output (after the first `after`,
-        if given), or the bot exits."""
+        if given), or the bot exits. A wait for an order or a fill (text
+        starting "BUY", "SELL" or "FILL") fails at once when the bot logs,
+        meanwhile, that it did not follow a signal: its own reason."""
         deadline = time.monotonic() + timeout
+        begun = len(self.output())
+        order = text.startswith(("BUY", "SELL", "FILL"))
         while time.monotonic() < deadline:
             out = self.output()
             start = out.find(after)
@@ -181,6 +188,10 @@ class Bot:
                 return out
             if self.proc.poll() is not None:
                 break
+            if order and (at := out.find(" not followed: ", begun)) >= 0:
+                line = out[out.rfind("\n", 0, at) + 1:].split("\n", 1)[0]
+                raise AssertionError(f"waiting in vain for the bot to log {text!r}: it says "
+                                     f"{line}; output:\n{out}")
             time.sleep(0.02)
         raise AssertionError(f"bot never logged {text!r}; output:\n{self.output()}")
 

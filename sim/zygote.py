@@ -34,9 +34,15 @@ PRELOAD = ("aiohttp", "websockets", "requests", "dotenv", "alpaca_trade_api.rest
 
 
 def preload() -> None:
+    import gc
     import importlib
     for name in PRELOAD:
         importlib.import_module(name)
+    # What the imports made, out of the collector's way: no child's collection
+    # walks it (or copies its pages, touching each object), as a fresh
+    # interpreter's would not be walking a heap it did not make.
+    gc.collect()
+    gc.freeze()
 
 
 def become(request: dict) -> int:

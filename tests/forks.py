@@ -1,7 +1,7 @@
 """Fork matrix, run on demand (not in CI): edit the rule as a trader would, in
 a copy of the checkout, and confirm that only tests/test_contract.py fails.
 
-    pipenv run python -m tests.forks              # every fork, about 20 minutes on 2 cores
+    pipenv run python -m tests.forks              # every fork: about 20 minutes on 2 cores
     pipenv run python -m tests.forks lot-200      # some of them
     pipenv run python -m tests.forks --list       # what each fork edits
 

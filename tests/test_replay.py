@@ -48,11 +48,12 @@ def test_demo_replays_through_the_real_bot_and_writes_report_and_chart(tmp_path)
 
 
 def busy_day(tmp_path: Path) -> Path:
-    """A synthetic session dense in signals, in the bot's own ticks (so a fork's
-    rule signals on it too): 20,000 events in 4 minutes, about 200 signals."""
+    """A synthetic session dense in signals, in the bot's own ticks and print
+    sizes (so a fork's rule signals on it too): 20,000 events in 4 minutes,
+    about 200 signals."""
     path = tmp_path / "busy.csv"
     synthetic_day(path, 20_000, symbol="MSFT", move_p=DENSE_MOVE_P, print_p=DENSE_PRINT_P,
-                  hours=4 / 60, tick=tt.TICK_CENTS)
+                  hours=4 / 60, tick=tt.TICK_CENTS, min_print=tt.MIN_PRINT_SIZE)
     return path
 
 
@@ -114,7 +115,7 @@ def test_compare_shows_a_forks_edit_side_by_side(tmp_path, capsys):
     """A fork whose smallest print no print reaches sends no order: sim.compare shows
     the original's orders against its 0, and the difference."""
     mine = fork(tmp_path, "MIN_PRINT_SIZE = 10 ** 9")
-    assert compare.main([str(SCRIPT), str(mine), "--minutes", "1", "--quiet",
+    assert compare.main([str(SCRIPT), str(mine), "--data", str(busy_day(tmp_path)), "--quiet",
                          "--jobs", "1", "--out", str(tmp_path / "cmp")]) == 0
     out = capsys.readouterr().out
     original = replay_orders(tmp_path / "cmp" / "1-tick_taker" / "bot.log")
@@ -122,6 +123,22 @@ def test_compare_shows_a_forks_edit_side_by_side(tmp_path, capsys):
     row = re.search(r"^\s+orders\s+(\d+)\s+(\d+)\s+(\S+)", out, re.M)
     assert row.groups() == (str(original), "0", f"{-original:+,}")
     assert "the versions differ" in out
+
+
+def test_a_forks_lot_sets_the_replays_quantity_and_its_check(tmp_path, capsys):
+    """--quantity defaults to the replayed bot's own (five of its LOT), and a
+    --quantity that is not a multiple of its LOT is refused in its own words."""
+    lot = 2 * tt.LOT
+    mine = fork(tmp_path, f"LOT = {lot}")
+    assert replay.main(["--bot", str(mine), "--minutes", "1", "--quiet",
+                        "--out", str(tmp_path / "out")]) == 0
+    assert f"--quantity {5 * lot}," in (tmp_path / "out" / "report.txt").read_text()
+    for tool, args in ((replay.parse_args, ["--bot", str(mine)]),
+                       (compare.parse_args, [str(SCRIPT), str(mine)])):
+        with pytest.raises(SystemExit) as exit_:
+            tool([*args, "--quantity", str(5 * tt.LOT)])
+        assert exit_.value.code == 2
+        assert f"must be a positive multiple of {lot}" in capsys.readouterr().err
 
 
 def replay_orders(log: Path) -> int:
@@ -136,6 +153,7 @@ def replay_orders(log: Path) -> int:
      "is not after --start"),
     (["--data", "no-such-file.csv.gz"], "no such file"),
     (["--bot", "no-such-bot.py"], "no such file"),
+    (["--quantity", str(tt.LOT + tt.LOT // 2)], f"must be a positive multiple of {tt.LOT}"),
 ])
 def test_replay_refuses_bad_flags_plainly(args, message, capsys):
     """Bad flags: argparse's message naming the flag, exit 2, before anything runs."""

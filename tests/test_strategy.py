@@ -1,8 +1,9 @@
-"""Unit tests of the pure parts: Quote, Position, decide().
+"""Unit tests of the pure parts: Quote, Rule, Position, decide().
 
-One test per rule of STRATEGY.md (quoted in each docstring), then one per
-row of its defects table. Prices in integer cents, times in exchange ns
-moved by hand.
+One test per rule of README "The strategy" (quoted in each docstring), then
+one per row of its defects table. Prices in integer cents and ticks, sizes in
+lots, times in exchange ns moved by hand: all from the rule's constants, so a
+fork's knobs pass them (tests/test_contract.py pins the shipped values).
 """
 from __future__ import annotations
 
