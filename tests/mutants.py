@@ -49,6 +49,7 @@ MUTANTS = {
     "arm-any-jump": ("abs(bid - prev_bid) == TICK_CENTS", "True"),
     "arm-first-level": ("self.armed = prev_bid is not None and", "self.armed = "),
     "live-at-level": ("if not quote.at_level():", "if False:"),
+    "rule-hook-skipped": ("if rule.on_quote is None:", "if True:"),
     # -- which prints count, odd lots, data gaps
     "irregular-prints-followed": ("return conditions is None or REGULAR_CONDITIONS.issuperset(conditions)",
                                   "return True"),

@@ -137,6 +137,23 @@ def test_jump_of_more_than_a_cent_is_not_armed(new_bid):
     assert (q.level_bid, q.armed) == (new_bid, False)
 
 
+def test_a_rule_that_remembers_sees_every_quote_after_the_tracker_took_it():
+    """A rule that remembers may define on_quote(quote, t): called with every quote
+    of the symbol, once the level tracker has taken it (README, "Change the strategy")."""
+    seen = []
+
+    class Remembers(tt.Rule):
+        def on_quote(self, quote, t):
+            seen.append((quote.bid, quote.ask, quote.level_bid, t))
+
+    q = tt.Quote()
+    on_quote = tt.feed(q, Remembers())
+    assert on_quote(BID, ASK, 100, 100, 1) is True               # a level change, reported
+    assert on_quote(BID, ASK + T, 100, 100, 2) is False
+    assert seen == [(BID, ASK, BID, 1), (BID, ASK + T, BID, 2)]
+    assert tt.feed(q, tt.Rule()) == q.on_quote                   # none: no call at all
+
+
 # ------------------------------------------------------------------ decision
 def test_bid_heavy_print_at_the_ask_buys_one_lot_at_the_ask():
     """Buy one lot with a limit at the level's ask when the trade printed at the ask,
