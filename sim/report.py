@@ -48,6 +48,20 @@ def print_of(e: tuple, rules: ModuleType = tt) -> Optional[tt.Trade]:
     return rules.Trade(e[3] // 100, e[4], e[1], list(e[5]) if e[5] else None)
 
 
+def tracker(rules: ModuleType) -> tuple[tt.Quote, tt.Rule, Callable]:
+    """A symbol's level tracker and rule, and what each quote is given to, as
+    the bot (`rules`: its own module) wires them."""
+    quote, rule = rules.Quote(), rules.Rule()
+    return quote, rule, rules.feed(quote, rule)
+
+
+def unlimited_room(rules: ModuleType) -> tt.Position:
+    """A position that can always buy and sell."""
+    room = rules.Position(10 ** 12)
+    room.held = 10 ** 9
+    return room
+
+
 def analyse(tape: Tape, rules: ModuleType = tt) -> dict[str, RuleCounts]:
     """Run the bot's own Quote and follow() (from `rules`: tick_taker, or a
     fork of it) over the tape, one symbol at a time, with unlimited room (a
@@ -57,10 +71,7 @@ def analyse(tape: Tape, rules: ModuleType = tt) -> dict[str, RuleCounts]:
     counts = {s: RuleCounts() for s in tape.symbols}
     for e in tape.events:
         if e[2] not in state:
-            room = rules.Position(10 ** 12)
-            room.held = 10 ** 9
-            quote, rule = rules.Quote(), rules.Rule()
-            state[e[2]] = (quote, rule, rules.feed(quote, rule), room)
+            state[e[2]] = (*tracker(rules), unlimited_room(rules))
         quote, rule, on_quote, room = state[e[2]]
         if e[0] == "q":
             on_quote(e[3] // 100, e[4] // 100, e[5], e[6], e[1])
@@ -89,18 +100,13 @@ def could_trigger(tape: Tape, rules: ModuleType = tt
     over the prints of a level the bot has already tried. The replay waits
     for the bot after each of them, and gives it time to order after the
     likely ones."""
-    def tracker() -> tuple[tt.Quote, tt.Rule, Callable]:
-        quote, rule = rules.Quote(), rules.Rule()
-        return quote, rule, rules.feed(quote, rule)
-
     trackers: dict[str, tuple[tuple, tuple]] = {}    # symbol -> (never disarmed, as the bot)
-    room = rules.Position(10 ** 12)
-    room.held = 10 ** 9
+    room = unlimited_room(rules)
     likely: dict[int, str] = {}
     possible: dict[int, tuple[str, int]] = {}
     for i, e in enumerate(tape.events):
         if e[2] not in trackers:
-            trackers[e[2]] = (tracker(), tracker())
+            trackers[e[2]] = (tracker(rules), tracker(rules))
         (quote, rule, on_quote), (first, first_rule, on_first) = trackers[e[2]]
         if e[0] == "q":
             on_quote(e[3] // 100, e[4] // 100, e[5], e[6], e[1])

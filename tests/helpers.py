@@ -42,9 +42,10 @@ def at(ms: float) -> int:
 
 # ------------------------------------------ the rule, as the bot runs it
 class Tracked(tt.Quote):
-    """A level tracker fed as the bot feeds it (tick_taker.feed): each quote
-    to the Quote, then to the symbol's own Rule, which a fork may make
-    remember. `decide_on(trade)` asks that rule."""
+    """A level tracker fed as the bot feeds it (the twin of tick_taker.feed,
+    as a Quote the tests can read and feed directly): each quote to the
+    Quote, then to the symbol's own Rule, which a fork may make remember.
+    `verdict(trade)` asks that rule."""
 
     def __init__(self) -> None:
         super().__init__()
