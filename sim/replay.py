@@ -51,7 +51,7 @@ from typing import Any, Callable, Optional
 import tick_taker as tt
 from sim import history, sweep
 from sim.alpaca import FakeAlpaca, FillPolicy
-from sim.bot import SCRIPT, Bot, clean_env, load_rules
+from sim.bot import SCRIPT, Bot, clean_env, load_rules, use_zygote
 from sim.report import (JournalRun, Outcome, RuleCounts, analyse, chart, could_trigger, day_row,
                         last_mids, latency_table, range_table, read_journal, report,
                         tape_books)
@@ -216,6 +216,8 @@ def replay_day(day: sweep.Day, job: Job) -> Ran:
     bot, in a temporary folder; the figures and the folder's files come back
     (the caller writes them to job.folder(day), which the report names)."""
     sweep.check_code(job.code)
+    if sweep.on_a_worker():    # a worker replays day after day: its bots start in a blink,
+        use_zygote()           # forked from a process that imported their libraries once
     with tempfile.TemporaryDirectory(prefix="tick-taker-replay-") as tmp:
         tmp = Path(tmp)
         tape_path = tmp / day.name

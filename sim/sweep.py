@@ -65,6 +65,17 @@ class Day:
         return " ".join(self.parts) or self.name
 
 
+def on_a_worker() -> bool:
+    """Whether this code runs as a task on a Dask worker (a process that
+    replays symbol-day after symbol-day), not in the sweep's own process."""
+    try:
+        from distributed import get_worker
+        get_worker()
+        return True
+    except (ImportError, ValueError):
+        return False
+
+
 def cores() -> int:
     return os.cpu_count() or 1
 
@@ -81,7 +92,11 @@ def check_code(code: str) -> None:
 def client(jobs: int, cluster: Optional[str]) -> Iterator[Any]:
     """A Dask client: to the scheduler at `cluster`, or to a local cluster of
     `jobs` single-threaded worker processes, every port on 127.0.0.1 and
-    chosen free (Dask's HTTP port too: two sweeps at once never collide)."""
+    chosen free (Dask's HTTP port too: two sweeps at once never collide).
+    Local workers are forked from a server process that has imported Dask
+    once (Dask's "forkserver" method), not each a fresh interpreter importing
+    it again: a second of CPU less per worker, on a machine busy enough."""
+    import dask
     from distributed import Client, LocalCluster
     if cluster:
         try:                              # within Dask's distributed.comm.timeouts.connect
@@ -98,8 +113,9 @@ def client(jobs: int, cluster: Optional[str]) -> Iterator[Any]:
                                     "(README, \"Sweeps\")") from None
             yield c
         return
-    with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as local, \
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}), \
+            LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
+                         dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as local, \
             Client(local) as c:
         c.register_plugin(_leave_ctrl_c_to_the_client())
         yield c

@@ -1,5 +1,6 @@
-"""Bots started in a blink, for the test suite: the real, unmodified script,
-run by a fork of a process that has already imported its libraries.
+"""Bots started in a blink, for the test suite and a sweep's workers: the
+real, unmodified script, run by a fork of a process that has already
+imported its libraries.
 
 Most of a bot's start is Python importing the SDK (and pandas, which the SDK
 imports), aiohttp and websockets: about a second of CPU, paid by every one of
@@ -8,7 +9,8 @@ those libraries, then forks a child per bot. The child becomes what
 `python SCRIPT ARGS...` would be (its own argv, environment, working folder,
 standard streams on the bot's log file, stdin empty) and runs SCRIPT as
 `__main__`, read from disk at that moment: a fork's copy of tick_taker.py
-runs as itself. Nothing of the script is imported ahead of the child; only
+runs as itself. (The zygote compiles each path's source once, before the
+fork: a bot's start is then mostly its own start-up.) Nothing of the script is imported ahead of the child; only
 the libraries are shared.
 
     python -m sim.zygote        # serves requests on stdin (sim.bot.Bot uses it)
@@ -25,6 +27,8 @@ import os
 import selectors
 import signal
 import sys
+from types import CodeType, ModuleType
+from typing import Optional
 
 # What tick_taker.py imports beyond the standard library (and the standard
 # modules that cost the most): importing them here is the whole point.
@@ -45,10 +49,41 @@ def preload() -> None:
     gc.freeze()
 
 
-def become(request: dict) -> int:
+_compiled: dict[tuple[str, bytes], CodeType] = {}     # (path, source) -> its code
+
+
+def compiled(script: str) -> Optional[CodeType]:
+    """In the zygote, before the fork: the script's code, compiled as Python
+    compiles a script it runs, once per path and source (read now: an edited
+    copy is compiled afresh), not once per bot. None if it does not compile:
+    the child then runs it as Python would, and says why."""
+    try:
+        with open(script, "rb") as f:
+            source = f.read()
+        key = (script, source)
+        if key not in _compiled:
+            _compiled[key] = compile(source, script, "exec", dont_inherit=True)
+        return _compiled[key]
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def run_as_main(script: str, code: Optional[CodeType]) -> None:
+    """Run the script's code as `__main__`, as `python SCRIPT` does."""
+    if code is None:
+        import runpy
+        runpy.run_path(script, run_name="__main__")
+        return
+    main = ModuleType("__main__")
+    main.__file__ = script
+    main.__cached__ = None
+    sys.modules["__main__"] = main       # where dataclasses (and pickle) look the module up
+    exec(code, main.__dict__)
+
+
+def become(request: dict, program: Optional[CodeType]) -> int:
     """In the child: be `python SCRIPT ARGS...`, run it, return its exit code."""
     import io
-    import runpy
     import threading
     import traceback
     log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -70,7 +105,7 @@ def become(request: dict) -> int:
                                   errors="backslashreplace")
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        runpy.run_path(script, run_name="__main__")
+        run_as_main(script, program)
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -123,6 +158,7 @@ def serve() -> None:
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
                 request = json.loads(line)
+                program = compiled(request["script"])
                 sys.stdout.flush()
                 pid = os.fork()
                 if pid == 0:
@@ -130,7 +166,7 @@ def serve() -> None:
                     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                     code = 1
                     try:
-                        code = become(request)
+                        code = become(request, program)
                     finally:
                         os._exit(code)
                 children.add(pid)
