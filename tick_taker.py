@@ -72,7 +72,7 @@ import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Coroutine, Optional, Union
@@ -281,7 +281,7 @@ class Quote:
     """
     # Fixed slots: every quote passes here, and slot stores are the cheapest.
     __slots__ = ("level_bid", "level_ask", "level_time_ns", "armed", "bid", "ask",
-                 "bid_size", "ask_size", "level_changes", "armed_levels", "fresh")
+                 "bid_size", "ask_size", "level_changes", "armed_levels", "fresh", "good_bid")
 
     def __init__(self) -> None:
         self.level_bid: Optional[int] = None
@@ -289,6 +289,7 @@ class Quote:
         self.level_time_ns = 0
         self.armed = False
         self.bid = self.ask = self.bid_size = self.ask_size = 0
+        self.good_bid = 0     # the last bid above zero (IEX often sends `bp: 0`): the mark
         self.level_changes = self.armed_levels = 0       # counts, for the summary
         self.fresh = False    # a quote came since the watchdog last looked (its pulse)
 
@@ -308,13 +309,18 @@ class Quote:
             self.bid_size = bid_size
             self.ask_size = ask_size
             self.fresh = True         # (a flag, not a count: no int to allocate a quote)
+            if bid:
+                self.good_bid = bid
             return False
         if bid < MIN_LEVEL_BID_CENTS:     # under $1: prices in hundredths of a cent, rounded
             self.bid, self.ask, self.bid_size, self.ask_size = bid, ask, bid_size, ask_size
             self.fresh = True             # no level, and no level state changed
+            if bid:
+                self.good_bid = bid
             return False
         level_time_ns = as_ns(t)          # read first: a bad time changes nothing at all
         self.bid, self.ask, self.bid_size, self.ask_size = bid, ask, bid_size, ask_size
+        self.good_bid = bid               # (over MIN_LEVEL_BID_CENTS: above zero)
         self.fresh = True
         # Armed only for a one-tick move of both sides in the same direction;
         # the first level and any jump (possible news) are not armed.
@@ -386,7 +392,8 @@ class Position:
     Fills are counted as the change in each order's cumulative `filled_qty`,
     so repeated, stale or out-of-order updates change nothing. An order whose
     outcome is unknown stays pending (it may exist and fill) until an update
-    or a look-up settles it. Realized P&L uses the average cost of the
+    or a look-up settles it; one never found keeps its room for the rest of
+    the run (it may yet be created). Realized P&L uses the average cost of the
     shares held, kept exactly (fractions of a cent), and is rounded only when
     printed.
     """
@@ -400,14 +407,21 @@ class Position:
         self.bought = self.sold = 0
         self.orders_sent = 0
         self.orders: dict[str, TrackedOrder] = {}
+        # Orders not found (404) once their submit could no longer be in
+        # flight: taken as never placed, but Alpaca documents no bound on how
+        # late an order may be created, so their shares keep their room:
+        # the position never passes --quantity, and is never sold short.
+        self.unfound: dict[str, TrackedOrder] = {}
 
     @property
     def pending_buys(self) -> int:
-        return sum(o.pending for o in self.orders.values() if o.side == "buy")
+        return sum(o.pending for d in (self.orders, self.unfound) for o in d.values()
+                   if o.side == "buy")
 
     @property
     def pending_sells(self) -> int:
-        return sum(o.pending for o in self.orders.values() if o.side == "sell")
+        return sum(o.pending for d in (self.orders, self.unfound) for o in d.values()
+                   if o.side == "sell")
 
     def can_buy(self) -> bool:
         return self.preexisting + self.held + self.pending_buys + LOT <= self.quantity
@@ -440,14 +454,22 @@ class Position:
             order.unknown = True
 
     def not_found(self, client_order_id: str, now: float) -> bool:
-        """A look-up by client_order_id answered 404. Proof that the order was
-        never placed only once its submit can no longer be in flight; then it
-        is released (True). Before that, it stays pending."""
+        """A look-up by client_order_id answered 404. Taken as never placed
+        only once its submit can no longer be in flight; then it is no longer
+        tracked (True), yet its shares keep their room (see `unfound`).
+        Before that, it stays pending."""
         order = self.orders.get(client_order_id)
         if order is None or order.order_id is not None or now - order.sent_at <= IN_FLIGHT_S:
             return False
-        self.refused(client_order_id)
+        self.unfound[client_order_id] = self.orders.pop(client_order_id)
         return True
+
+    def found(self, client_order_id: str) -> bool:
+        """An order not found exists after all: tracked again, as it was."""
+        order = self.unfound.pop(client_order_id, None)
+        if order is not None:
+            self.orders[client_order_id] = order
+        return order is not None
 
     def on_update(self, client_order_id: str, event: str, filled_qty: int,
                   filled_avg_cents: Fraction, order_id: Optional[str] = None) -> int:
@@ -625,6 +647,14 @@ def quote_cents(price: float) -> int:
 
 def dollars(cents: int | float) -> str:
     return f"{cents / 100:.2f}"
+
+
+def far_limit(bid_cents: int) -> Decimal:
+    """--check --order's buy limit: half the bid, so that nothing fills it
+    (never at or above the bid). Whole cents at $1 and above; under $1, where
+    Alpaca takes four decimals, hundredths of a cent (a $0.50 bid: 0.2500)."""
+    half = Decimal(bid_cents) / 200
+    return half.quantize(Decimal("0.01") if half >= 1 else Decimal("0.0001"), ROUND_DOWN)
 
 
 def price_text(cents: Fraction) -> str:
@@ -1304,7 +1334,8 @@ class OrderDesk:
         log.warning("order %s, written off as never placed, exists after all (%s): tracking "
                     "it again and cancelling it", coid, update.event or "found open")
         position = self.positions[symbol]
-        position.register(coid, side, qty, time.monotonic())
+        if not position.found(coid):          # refused (4xx): its room was released
+            position.register(coid, side, qty, time.monotonic())
         self.symbol_of[coid] = symbol
         self._news[coid] = asyncio.Event()
         self._live(coid, asyncio.get_running_loop().create_task(
@@ -1354,7 +1385,9 @@ class OrderDesk:
                     self.written_off[coid] = (self.symbol_of[coid], side, qty)
                     self.unconfirmed.add(coid)
                     log.warning("order %s was never placed (not found %.0f s after it was "
-                                "sent): released", coid, IN_FLIGHT_S)
+                                "sent); its %d shares keep their room for the rest of the "
+                                "run, should Alpaca create it late, and it is looked up again "
+                                "at a reconnect and at shutdown", coid, IN_FLIGHT_S, qty)
                     self.journal_end(coid, "never placed", 0, None)
             elif found is not None:
                 if found.get("status") not in ("pending_cancel", None):
@@ -1449,10 +1482,11 @@ class OrderDesk:
             news.set()
 
     async def reconcile(self) -> None:
-        """Apply the current state of every order still in flight, as REST
-        reports it: fills missed while the trading stream was down count once
-        (cumulative filled_qty), terminal orders are released."""
-        for coid in self.open_orders():
+        """Apply the current state of every order still in flight, and of each
+        never found (it may have been created late), as REST reports it:
+        fills missed while the trading stream was down count once (cumulative
+        filled_qty), terminal orders are released."""
+        for coid in self.open_orders() + sorted(self.unconfirmed):
             found = await self.lookup(coid)
             if isinstance(found, dict):
                 self.apply(OrderUpdate.from_order(found))
@@ -1527,34 +1561,52 @@ class OrderDesk:
             coid = order.get("client_order_id", "")
             log.warning("order %s of this run is open at Alpaca though the bot did not "
                         "know it: cancelling it", coid)
-            update = OrderUpdate.from_order(order, event="new")
-            if self.revive(update) is None:          # not even written off: just cancel it
-                await self._request("DELETE", f"/v2/orders/{order.get('id')}")
-            else:
-                self.apply(update)
-        if strays:
+            symbol = order.get("symbol", "")
+            if symbol in self.positions:           # tracked from now on: its fills count,
+                self.written_off.setdefault(       # its cancel is retried until terminal
+                    coid, (symbol, order.get("side", ""), int(Decimal(order.get("qty") or 0))))
+            self.apply(OrderUpdate.from_order(order, event="new"))
+        # Each order never found: looked up once more. Created late and filled
+        # meanwhile it is no stray (not open), yet its fills count.
+        unsure = [] if strays is not None else sorted(self.unconfirmed)
+        for coid in sorted(self.unconfirmed) if strays is not None else ():
+            try:
+                found = await asyncio.wait_for(self.lookup(coid), max(
+                    0.1, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                found = None
+            if isinstance(found, dict):
+                self.apply(OrderUpdate.from_order(found))
+            elif found is None:
+                unsure.append(coid)
+        if self.lives:
             await self.cancel_everything(max(0.0, deadline - time.monotonic()))
         for task in list(self.lives.values()):
             task.cancel()
-        # Orders released on a 404 may still have been created: with no word
-        # from the broker, they are not known to be closed.
-        unsure = [] if strays is not None else sorted(self.unconfirmed)
+        # Orders not found may still have been created: with no word from the
+        # broker, they are not known to be closed.
         return self.open_orders() + unsure
 
     async def list_open(self, call: Callable[..., Awaitable]) -> list:
         """Every open order of the account, newest first, in pages of 500 (the
-        most one listing gives; each next page is those submitted before the
-        last one seen), through `call` (start-up's retrying one, or the REST
-        thread's)."""
-        found: list = []
+        most one listing gives), through `call` (start-up's retrying one, or
+        the REST thread's). Alpaca's `until` is exclusive, and orders may share
+        a submission time: each next page starts a microsecond after the last
+        one seen, overlapping the page before, and orders seen are dropped."""
+        found: dict[str, Any] = {}                 # id -> order, newest first
         until = None
         while True:
             page = await call(self.rest.list_orders, status="open", limit=ORDERS_PAGE,
                               until=until, direction="desc")
-            found += page
+            new = [o for o in page if o.id not in found]
+            found.update((o.id, o) for o in new)
             if len(page) < ORDERS_PAGE:
-                return found
-            until = page[-1]._raw.get("submitted_at")
+                return list(found.values())
+            if not new:
+                log.warning("over %d open orders submitted within one microsecond: the "
+                            "listing stops there", ORDERS_PAGE)
+                return list(found.values())
+            until = stamp(parse_ns(page[-1]._raw["submitted_at"]) + 1000)
 
     async def strays(self) -> Optional[list[dict]]:
         """The broker's open orders of this run that the bot does not track;
@@ -1804,17 +1856,15 @@ class Instrument:
     quote: Quote
     position: Position
     rule: Rule = field(default_factory=Rule)   # the rule's own memory, per symbol
-    mark_cents: int = 0           # the last good bid seen: held shares are marked at it
     signals: int = 0              # prints the rule followed (the summary counts the quiet)
 
     def mark(self) -> Fraction:
-        """What a held share is worth for the loss limit: the live bid, or the
-        last good one while the quote shows none (IEX often sends `bp: 0`), or
-        its average cost before any bid was seen: never "unknown"."""
-        if self.quote.bid > 0:
-            self.mark_cents = self.quote.bid
-        if self.mark_cents:
-            return Fraction(self.mark_cents)
+        """What a held share is worth for the loss limit: the last good bid the
+        stream carried (every quote's, not one sampled now and then: IEX often
+        sends `bp: 0`), or its average cost before any bid was seen: never
+        "unknown"."""
+        if self.quote.good_bid:
+            return Fraction(self.quote.good_bid)
         p = self.position
         return p.cost_cents / p.held if p.held else Fraction(0)
 
@@ -2423,14 +2473,31 @@ class Preflight:
             self.ok(f"{len(cfg.symbols)} symbol(s) exist, are active and tradable")
         except FatalError as exc:
             self.fail("symbols", f"{exc}")
-        await self.rest_round_trip()
-        await self.stream(bot.trading, "trading stream: signed in, listening for trade_updates")
-        if await self.stream(bot.data, f"market data ({cfg.feed}): signed in, subscribed"):
-            await self.quotes(clock.is_open)
+        subscribed = False
+
+        async def trading() -> None:
+            await self.stream(bot.trading, "trading stream: signed in, listening for "
+                              "trade_updates")
+
+        async def data() -> None:
+            nonlocal subscribed
+            subscribed = await self.stream(bot.data, f"market data ({cfg.feed}): signed in, "
+                                           "subscribed")
+
+        async def quotes() -> None:
+            if subscribed:
+                await self.quotes(clock.is_open)
+        steps = [self.rest_round_trip, trading, data, quotes]
         if cfg.check_order:
-            await self.order()
-        await bot.trading.close()
-        await bot.data.close()
+            steps.append(self.order)
+        try:
+            for step in steps:
+                if bot.stop.is_set():         # Ctrl+C: no further check, and no order
+                    break
+                await step()
+        finally:
+            await bot.trading.close()
+            await bot.data.close()
         return self.finish()
 
     async def rest_round_trip(self) -> None:
@@ -2473,7 +2540,8 @@ class Preflight:
         self.bot.data.watch = record
         reader = asyncio.create_task(self.bot.data.run())
         deadline = time.monotonic() + CHECK_QUOTES_S
-        while seen != symbols and time.monotonic() < deadline and not reader.done():
+        while (seen != symbols and time.monotonic() < deadline and not reader.done()
+               and not self.bot.stop.is_set()):
             await asyncio.sleep(0.05)
         reader.cancel()
         self.bot.data.watch = None
@@ -2493,15 +2561,19 @@ class Preflight:
                         "with NTP)", "late" if p50 > 0 else "early (from the future)")
 
     async def order(self) -> None:
-        """One 1-share buy limit at half the bid (nothing can fill): placed,
-        its `new` update, cancelled, its `canceled` update; the round trip."""
+        """One 1-share buy limit at half the bid (never marketable: see
+        far_limit): placed, its `new` update, cancelled, its `canceled`
+        update; the round trip. A submit with no clear answer is looked up by
+        client_order_id, and the order cancelled if it exists: the check
+        never leaves its order open. Nothing is sent after Ctrl+C."""
         desk, symbol = self.bot.desk, self.cfg.symbols[0]
         bid = self.bot.instruments[symbol].quote.bid
         if bid <= 0:
             self.fail("order", f"no bid seen for {symbol} to price a far limit: run --check "
                       "--order while the market is open")
             return
-        limit = max(MIN_LEVEL_BID_CENTS, bid // 2)
+        limit = far_limit(bid)
+        what = f"a 1-share buy limit of {symbol} at {limit}"
         events: dict[str, float] = {}
         coid = desk.new_client_id()
         passed_on = self.bot.trading.on_update
@@ -2514,40 +2586,70 @@ class Preflight:
         reader = asyncio.create_task(self.bot.trading.run())
         await desk.open()
         try:
+            if self.bot.stop.is_set():
+                return                        # Ctrl+C came while the connection opened
             started = time.perf_counter()
             answer = await desk._request("POST", "/v2/orders", {
                 "symbol": symbol, "qty": "1", "side": "buy", "type": "limit",
-                "time_in_force": "day", "limit_price": dollars(limit), "client_order_id": coid},
+                "time_in_force": "day", "limit_price": str(limit), "client_order_id": coid},
                 budgeted=True)
-            order_id = answer.body.get("id") if answer.ok and isinstance(answer.body, dict) \
-                else None
-            if not await self.until(lambda: "new" in events) or order_id is None:
-                self.fail("order", f"a 1-share buy limit of {symbol} at {dollars(limit)}: "
-                          f"{answer or 'no answer'}, no `new` update within 5 s")
-            else:
+            if answer.refused:
+                self.fail("order", f"{what}: refused ({answer})")
+                return
+            found = answer.body if answer.ok and isinstance(answer.body, dict) else None
+            if found is None:
+                log.warning("CHECK: %s: %s; outcome unknown: looking it up by "
+                            "client_order_id %s", what, answer, coid)
+                found = await self.resolve(coid)
+                if not isinstance(found, dict):
+                    self.fail("order", f"{what}: {answer}, and " + (
+                        f"not found by its client_order_id {coid} {IN_FLIGHT_S:g} s later "
+                        "(never placed)" if found is NOT_FOUND else
+                        f"its look-ups failed: look for {coid} in your dashboard"))
+                    return
+            if await self.until(lambda: "new" in events):
                 self.figures["order_ms"] = (events["new"] - started) * 1000
-            if order_id is not None:
-                await desk.cancel_stale(order_id, coid)        # until Alpaca says it is done
-                if await self.until(lambda: "canceled" in events):
-                    self.ok(f"order: a 1-share buy limit of {symbol} at {dollars(limit)} placed "
-                            f"(`new` {self.figures['order_ms'] or 0:.0f} ms after it was sent), "
-                            f"then cancelled (`canceled` {(events['canceled'] - started) * 1000:.0f}"
-                            " ms after)")
-                else:
-                    self.fail("order", "cancelled, but no `canceled` update within 5 s (check "
-                              "the order in your dashboard)")
+            else:
+                self.fail("order", f"{what}: placed ({found.get('status')}), but no `new` "
+                          "update within 5 s on the trading stream")
+            await desk.cancel_stale(found["id"], coid)     # until Alpaca says it is done
+            if await self.until(lambda: "canceled" in events, stoppable=False):
+                self.ok(f"order: {what} placed (`new` {self.figures['order_ms'] or 0:.0f} ms "
+                        f"after it was sent), then cancelled (`canceled` "
+                        f"{(events['canceled'] - started) * 1000:.0f} ms after)")
+            else:
+                self.fail("order", "cancelled, but no `canceled` update within 5 s (check "
+                          "the order in your dashboard)")
         finally:
             reader.cancel()
             await desk.close()
 
-    @staticmethod
-    async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    async def resolve(self, coid: str) -> Any:
+        """The check's order, after a submit with no clear answer: looked up
+        by client_order_id until found (its JSON), or NOT_FOUND once its
+        submit can no longer be in flight, or None if the look-ups fail."""
+        since, step = time.monotonic(), 0
+        while True:
+            found = await self.bot.desk.lookup(coid)
+            waited = time.monotonic() - since
+            if isinstance(found, dict) or waited > IN_FLIGHT_S + 2 * RESOLVE_MAX_S or (
+                    found is NOT_FOUND and waited > IN_FLIGHT_S):
+                return found
+            await asyncio.sleep(backoff_s(step, RESOLVE_FIRST_S, RESOLVE_MAX_S))
+            step += 1
+
+    async def until(self, condition: Callable[[], bool], timeout_s: float = 5.0,
+                    stoppable: bool = True) -> bool:
+        """Wait for `condition`, up to timeout_s (or a Ctrl+C, if stoppable)."""
         deadline = time.monotonic() + timeout_s
-        while not condition() and time.monotonic() < deadline:
+        while (not condition() and time.monotonic() < deadline
+               and not (stoppable and self.bot.stop.is_set())):
             await asyncio.sleep(0.02)
         return condition()
 
     def finish(self) -> int:
+        if self.bot.stop.is_set():
+            self.fail("the check", "stopped (Ctrl+C) before every check ran")
         f = self.figures
         self.bot.journal.add(J_CHECK, self.bot.run_id, utc_now(), self.cfg.base_url,
                              self.cfg.feed, f["rest_p50"], f["rest_p95"], f["age_p50"],
@@ -2661,6 +2763,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    "wait for it, cancel it (nothing can fill)")
     p.add_argument("--debug", action="store_true", help="also log every level change")
     args = p.parse_args(argv)
+    if args.order and not args.check:     # never a trading run the user did not ask for
+        p.error("--order goes with --check (it tries one order's life, then exits): "
+                "--check --order")
     chosen = [s for group in (args.symbol or []) for s in group]
     if args.symbols_file is not None:
         chosen += symbols_in_file(p, args.symbols_file)

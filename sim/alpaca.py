@@ -52,7 +52,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Optional
 
@@ -196,6 +196,7 @@ class FakeAlpaca:
         self.wash_trade_check = False     # refuse an order while an opposite one of the same
                                           # symbol is open (Alpaca's "potential wash trade")
         self.peak_position: dict[str, int] = {}           # the most ever held, per symbol
+        self.low_position: dict[str, int] = {}            # the least (below 0: sold short)
         # Clients that can tell when what a test awaits will never come (a bot
         # that exited, or that logged why it did not follow a signal): each
         # takes an optional text to look for and returns why, or None.
@@ -522,9 +523,19 @@ class FakeAlpaca:
         try:
             qty = int(body["qty"])
             side, kind, tif = body["side"], body["type"], body["time_in_force"]
-            limit = round(Decimal(str(body["limit_price"])) * 100) if kind == "limit" else None
-        except (KeyError, ValueError, TypeError) as exc:
+            price = Decimal(str(body["limit_price"])) if kind == "limit" else None
+        except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
             return error_body(422, f"invalid order: {exc}", 40010001)
+        # Alpaca: whole cents at $1 and above, four decimals under $1 (a 422
+        # otherwise). A sub-penny limit is matched at the cent that never
+        # improves it (a buy's rounded down, a sell's up).
+        if price is not None and price != price.quantize(
+                Decimal("0.01") if price >= 1 else Decimal("0.0001")):
+            return error_body(422, f"invalid limit_price {price}. sub-penny increment does "
+                              "not fulfill minimum pricing criteria", 42210000)
+        limit = (None if price is None else
+                 int((price * 100).to_integral_value(ROUND_FLOOR if side == "buy"
+                                                     else ROUND_CEILING)))
         coid = body.get("client_order_id") or str(uuid.uuid4())
         if coid in self.by_client_id:
             return error_body(422, "client_order_id must be unique", 40010001)
@@ -609,6 +620,8 @@ class FakeAlpaca:
             pos[0] += signed
             self.peak_position[order["symbol"]] = max(
                 self.peak_position.get(order["symbol"], 0), pos[0])
+            self.low_position[order["symbol"]] = min(
+                self.low_position.get(order["symbol"], 0), pos[0])
             await self._events(order, "fill" if done else "partial_fill",
                                price=money(price), qty=str(shares), position_qty=str(pos[0]),
                                execution_id=str(uuid.uuid4()))

@@ -183,12 +183,14 @@ def assert_in_step(fake: FakeAlpaca, out: str, code: int, quantity: int = QUANTI
                    symbol: str = SYMBOL, held_before: int = 0) -> dict:
     """After any fault: the bot's position equals the fake's, no order of the run
     is open at the fake when the bot exited 0, the fake never held more than
-    --quantity, and no order was sent late. Returns the bot's summary."""
+    --quantity nor went short, and no order was sent late. Returns the bot's
+    summary."""
     s = summary(out)
     assert s["position"] + held_before == fake.position_qty(symbol), out
     if code == 0:
         assert fake.open_orders_of_run() == [], out
     assert fake.peak_position.get(symbol, 0) <= quantity
+    assert fake.low_position.get(symbol, 0) >= 0
     assert_prompt(fake)
     assert_clean(out)
     return s

@@ -3,8 +3,10 @@ start"), end to end against the fake Alpaca: the checklist with its figures,
 one order's life with --order, and a one-line advice for each failure."""
 from __future__ import annotations
 
+import signal
 import sqlite3
 import time
+from decimal import Decimal
 
 import pytest
 
@@ -15,13 +17,14 @@ from tests.helpers import SYMBOL, assert_clean
 POST = ("POST", "/v2/orders")
 
 
-def check(fake, run_bot, *args: str) -> tuple[int, str]:
-    """Run --check, feeding fresh quotes (exchange time: now) until it exits."""
+def check(fake, run_bot, *args: str, bid: int = 1000) -> tuple[int, str]:
+    """Run --check, feeding fresh quotes (exchange time: now; `bid` in cents, the
+    ask a cent above) until it exits."""
     bot = run_bot("--check", *args, ready=False)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while bot.proc.poll() is None and time.monotonic() < deadline:
         if fake.subscribed(SYMBOL):
-            fake.push(quote(SYMBOL, 1000, 1001, 100, 100, time.time_ns()))
+            fake.push(quote(SYMBOL, bid, bid + 1, 100, 100, time.time_ns()))
         time.sleep(0.05)
     code = bot.wait_exit()
     out = bot.output()
@@ -56,6 +59,50 @@ def test_check_with_order_places_one_far_limit_and_cancels_it(fake, run_bot):
     assert (order["qty"], order["side"], order["limit_price"]) == ("1", "buy", "5.00")
     assert fake.order_by_client_id(order["client_order_id"])["status"] == "canceled"
     assert "then cancelled" in out and fake.position_qty(SYMBOL) == 0
+
+
+def test_check_order_on_a_sub_dollar_stock_is_never_marketable(fake, run_bot):
+    """--check --order's limit is half the bid, never at or above it: under $1 in
+    hundredths of a cent (Alpaca takes four decimals there), so nothing fills it."""
+    code, out = check(fake, run_bot, "--order", bid=50)
+    assert code == 0, out
+    [order] = fake.received.orders
+    assert Decimal(order["limit_price"]) == Decimal(50) / 200 < Decimal(50) / 100
+    assert fake.order_by_client_id(order["client_order_id"])["status"] == "canceled"
+    assert fake.position_qty(SYMBOL) == 0
+
+
+def test_check_order_whose_answer_is_lost_is_found_and_cancelled(fake, run_bot):
+    """--check --order never leaves its order open: a submit with no clear answer
+    (created, then a 503) is looked up by client_order_id and cancelled."""
+    fake.force(*POST, 503, "service unavailable", after=True)   # placed, then a 503
+    code, out = check(fake, run_bot, "--order")
+    assert "outcome unknown: looking it up" in out
+    [order] = fake.received.orders
+    assert fake.order_by_client_id(order["client_order_id"])["status"] == "canceled"
+    assert code == 0, out
+
+
+def test_check_stopped_by_ctrl_c_sends_no_order(fake, run_bot):
+    """Nothing is sent after Ctrl+C, the check's order included: it stops, saying
+    so, and exits non-zero (not every check ran)."""
+    bot = run_bot("--check", "--order", symbol=f"{SYMBOL},AMD", ready=False)
+    bot.wait_log("market data (iex): signed in")          # now waiting for both symbols' quotes
+    fake.push(quote(SYMBOL, 1000, 1001, 100, 100, time.time_ns()))   # a bid to price an order
+    bot.proc.send_signal(signal.SIGINT)
+    assert bot.wait_exit() == 1
+    out = bot.output()
+    assert "stopped (Ctrl+C) before every check ran" in out
+    assert POST not in fake.received.requests
+    assert_clean(out)
+
+
+def test_order_without_check_is_refused(fake, run_bot):
+    """--order goes with --check: alone it is refused (exit 2), not a trading run."""
+    bot = run_bot("--order", ready=False)
+    assert bot.wait_exit() == 2
+    assert "--order goes with --check" in bot.output()
+    assert fake.received.requests == []
 
 
 @pytest.mark.parametrize("fault, advice", [

@@ -1,5 +1,6 @@
 """The last money edges (README, "An order's life", "Risks", "When things go
-wrong"): an order created after it was written off, the loss limit at every
+wrong"): an order created after it was written off (its room kept, its fills
+counted whenever they come), the open-order listing's pages, the loss limit at every
 moment, a market order that waited, signals during a shutdown the bot began,
 SIGHUP, wash-trade refusals, sub-dollar quotes, and the small ones (a journal
 row SQLite refuses, an odd sign-in reply, fills reported before the end).
@@ -13,6 +14,8 @@ import sqlite3
 import threading
 import time
 from decimal import Decimal
+
+import pytest
 
 import tick_taker as tt
 from sim.alpaca import DROP, FillPolicy, quote, trade
@@ -48,6 +51,64 @@ def test_order_written_off_then_created_late_is_tracked_and_cancelled(fake, run_
     assert (s["bought"], s["position"]) == (LOT // 2, fake.position_qty(SYMBOL)) == (LOT // 2, LOT // 2)
 
 
+def test_a_buy_not_found_keeps_its_room_so_a_late_fill_never_passes_quantity(fake, run_bot):
+    """An order not found once its submit can no longer be in flight is taken as never
+    placed, but its shares keep their room for the rest of the run: created late and
+    filled, it leaves the position within --quantity."""
+    bot = run_bot(quantity=LOT)
+    fake.force(*POST, 503, "service unavailable")         # answered, not created (yet)
+    buy_signal(fake, 1000, t=0)
+    bot.wait_log("never placed", timeout=15)
+    buy_signal(fake, 1010, t=1000)                        # its room is still held
+    bot.wait_log("not followed: no room to buy")
+    fake.policies = [FillPolicy(before_reply=True, marketable_only=False)]   # filled whole
+    late = fake.place_late(fake.received.orders[0])                        # created now
+    bot.wait_log(f"FILL BUY {LOT}")
+    fake.wait_until(lambda: late["status"] == "filled", "the late order to fill")
+    s = assert_in_step(fake, stop_cleanly(bot), 0, quantity=LOT)
+    assert (s["position"], len(fake.received.orders)) == (LOT, 1)
+
+
+def test_a_sell_not_found_keeps_its_shares_so_a_late_fill_never_sells_short(fake, run_bot):
+    """An order not found ... its shares keep their room: a sell's shares are not sold
+    again, so a late fill never leaves the account short."""
+    bot = run_bot(quantity=LOT)
+    buy_signal(fake, 1000, t=0)
+    bot.wait_log(f"FILL BUY {LOT}")
+    fake.force(*POST, 503, "service unavailable")
+    sell_signal(fake, 1010, t=1000)
+    bot.wait_log("never placed", timeout=15)
+    sell_signal(fake, 1020, t=2000)                       # the shares are still spoken for
+    bot.wait_log("not followed: nothing to sell")
+    fake.policies = [FillPolicy(before_reply=True)]
+    late = fake.place_late(fake.received.orders[1])
+    bot.wait_log(f"FILL SELL {LOT}")
+    fake.wait_until(lambda: late["status"] == "filled", "the late order to fill")
+    s = assert_in_step(fake, stop_cleanly(bot), 0, quantity=LOT)
+    assert (s["position"], fake.position_qty(SYMBOL), len(fake.received.orders)) == (0, 0, 2)
+
+
+@pytest.mark.parametrize("then", ["reconnect", "ctrl_c"])
+def test_a_late_fill_while_the_trading_stream_is_down_is_counted(fake, run_bot, then):
+    """An order not found is looked up again when the trading stream reconnects and at
+    shutdown: created and filled while the stream was down, its fill still counts."""
+    bot = run_bot(quantity=LOT)
+    fake.force(*POST, 503, "service unavailable")
+    buy_signal(fake, 1000, t=0)
+    bot.wait_log("never placed", timeout=15)
+    fake.force("GET", "/stream", 503, "service unavailable", times=None)   # stays down
+    fake.drop_trading_stream()
+    bot.wait_log("reconnect failed")
+    fake.policies = [FillPolicy(before_reply=True)]       # filled with nobody listening
+    late = fake.place_late(fake.received.orders[0])
+    assert late["status"] == "filled"
+    if then == "reconnect":
+        fake.faults.clear()
+        bot.wait_log(f"FILL BUY {LOT}")
+    s = assert_in_step(fake, stop_cleanly(bot), 0, quantity=LOT)
+    assert (s["bought"], s["position"]) == (LOT, LOT)
+
+
 def test_ctrl_c_cancels_an_open_order_of_this_run_the_bot_did_not_know(fake, bot):
     """Ctrl+C: ... then the broker's open orders are listed and any whose
     client_order_id carries this run's prefix is cancelled too."""
@@ -58,6 +119,32 @@ def test_ctrl_c_cancels_an_open_order_of_this_run_the_bot_did_not_know(fake, bot
     assert "open at Alpaca though the bot did not know it" in out
     assert fake.order_by_client_id(stray["client_order_id"])["status"] == "canceled"
     assert fake.open_orders_of_run() == []
+
+
+def test_ctrl_c_retries_a_refused_cancel_of_an_order_it_did_not_know(fake, bot):
+    """Ctrl+C: ... any open order with this run's prefix is cancelled too, its cancel
+    retried until it is terminal (never one unchecked request)."""
+    buy_signal(fake, 1000, t=0)
+    out = bot.wait_log("FILL BUY")
+    stray = fake.resting_order(SYMBOL, "buy", LOT, 900, f"tick-taker-{run_id(out)}-99")
+    fake.force(*DELETE, 500, "internal error")           # its first cancel is refused
+    out = stop_cleanly(bot)
+    assert "open at Alpaca though the bot did not know it" in out
+    assert fake.order_by_client_id(stray["client_order_id"])["status"] == "canceled"
+    assert fake.received.cancels.count(stray["id"]) == 2
+
+
+def test_earlier_runs_orders_sharing_a_time_across_a_page_are_all_cancelled(fake, run_bot):
+    """At start, open orders of earlier runs are cancelled: every one, listed in pages
+    of 500 that overlap (orders may share a submission time across a page's edge)."""
+    old = [fake.resting_order(SYMBOL, "buy", LOT, 900, f"tick-taker-old-{n}") for n in (2, 1)]
+    old[1]["submitted_at"] = old[0]["submitted_at"]       # the same time, either side
+    for n in range(tt.ORDERS_PAGE - 1):                   # newer: the rest of the first page
+        fake.resting_order("ZZZ", "buy", 1, 100, f"manual-{n}")
+    bot = run_bot()
+    for order in old:
+        assert fake.order_by_client_id(order["client_order_id"])["status"] == "canceled"
+    stop_cleanly(bot)
 
 
 # ----------------------------------------------------------------- the loss limit
@@ -97,6 +184,20 @@ def test_a_held_symbol_without_a_bid_is_marked_at_its_last_good_bid(fake, run_bo
     loss = LOT * (TICK + (5000 + TICK - 4990))           # cents: MU at its last bid, AMD at 49.90
     assert f"LOSS LIMIT: this run's P&L {tt.signed_dollars(-loss)}" in out
     assert fake.position_qty("MU") == fake.position_qty("AMD") == 0
+
+
+def test_the_loss_limit_marks_at_every_quotes_good_bid(fake, run_bot):
+    """Held shares are marked at the last good bid the stream carried, quote by quote:
+    one frame that drops the bid past the limit and then shows no bid trips it."""
+    bot = run_bot("--max-loss", f"{5 * LOT / 100:g}")
+    buy_signal(fake, 1000, t=0)                          # a lot bought at 10.01
+    bot.wait_log(f"FILL BUY {LOT}")
+    fake.push(quote(SYMBOL, 990, 990 + 2 * TICK, HEAVY, LIGHT, at(100)),   # -$11 marked ...
+              quote(SYMBOL, 0, 990 + 2 * TICK, 0, LIGHT, at(101)))         # ... then no bid
+    bot.wait_log("LOSS LIMIT")
+    fake.push(quote(SYMBOL, 990, 990 + TICK, HEAVY, LIGHT, at(200)))       # its sell fills
+    assert bot.wait_exit() == tt.EXIT_LOSS_LIMIT
+    assert assert_in_step(fake, bot.output(), tt.EXIT_LOSS_LIMIT)["position"] == 0
 
 
 # -------------------------------------------------------- a market order that waited

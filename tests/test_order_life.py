@@ -57,21 +57,24 @@ def test_submit_answered_after_the_timeout_and_created_late_is_found_and_cancell
     assert_in_step(fake, out, 0)
 
 
-def test_404_releases_an_unknown_order_only_once_it_cannot_be_in_flight(fake, run_bot):
-    """A 404 from the look-up releases it only once the submit can no longer be in
-    flight (well past the request timeout): until then its shares stay pending."""
+def test_404_means_never_placed_only_out_of_flight_and_the_room_stays_held(fake, run_bot):
+    """A 404 from the look-up counts as "never placed" only once the submit can no
+    longer be in flight (well past the request timeout); even then its shares keep
+    their room (it may yet be created late), and it is looked up again at shutdown."""
     bot = run_bot(quantity=LOT)
     fake.force(*POST, 503, "service unavailable")               # never created
     buy_signal(fake, 1000, t=0)
     bot.wait_log("outcome unknown")
     buy_signal(fake, 1010, t=1000)              # no room: the unknown lot may exist
+    bot.wait_log("not followed: no room to buy")
     bot.wait_log("never placed", timeout=15)
-    buy_signal(fake, 1020, t=2000)              # released: room again
-    orders = fake.wait_orders(2)
-    assert [limit_cents(o) for o in orders] == [1000 + TICK, 1020 + TICK]
-    bot.wait_log(f"FILL BUY {LOT}")
+    lookups = fake.received.requests.count(LOOKUP)
+    assert lookups >= 2                         # a 404 while it may be in flight: still unknown
+    buy_signal(fake, 1020, t=2000)              # never placed, and still no room
+    bot.wait_log("not followed: no room to buy", after="never placed")
     s = assert_in_step(fake, stop_cleanly(bot), 0, quantity=LOT)
-    assert (s["orders"], s["position"]) == (1, LOT)
+    assert (s["orders"], s["position"], len(fake.received.orders)) == (1, 0, 1)
+    assert fake.received.requests.count(LOOKUP) > lookups       # and once more at shutdown
 
 
 def test_connection_lost_on_submit_is_unknown_not_refused(fake, bot):
