@@ -39,6 +39,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import sys
 import tempfile
 import time
@@ -50,7 +51,7 @@ from typing import Any, Callable, Optional
 
 import tick_taker as tt
 from sim import history, sweep
-from sim.alpaca import FakeAlpaca, FillPolicy
+from sim.alpaca import EXPECTED_ORDER_S, FakeAlpaca, FillPolicy
 from sim.bot import SCRIPT, Bot, clean_env, load_rules, use_zygote
 from sim.report import (JournalRun, Outcome, RuleCounts, analyse, chart, could_trigger, day_row,
                         last_mids, latency_table, range_table, read_journal, report,
@@ -69,6 +70,8 @@ class RunResult:
     exit_code: int
     seconds: float
     journal: JournalRun                   # the run as the bot recorded it
+    late: int = 0                         # orders the rule called for that the replay had
+    missing: int = 0                      # to wait for; of those, the ones that never came
 
 
 def run(tape: Tape, speed: Optional[float], quantity: int, latency_ms: float,
@@ -132,7 +135,8 @@ def run(tape: Tape, speed: Optional[float], quantity: int, latency_ms: float,
         # What the bot did: as the bot itself recorded it (the run just ended is
         # the journal's last).
         journal = read_journal(out / tt.DEFAULT_JOURNAL)
-        return RunResult(journal.outcomes, books, bot.output(), code, seconds, journal)
+        return RunResult(journal.outcomes, books, bot.output(), code, seconds, journal,
+                         fake.replay_late_orders, fake.replay_missing_orders)
     finally:
         bot.kill()
         fake.stop()
@@ -218,7 +222,8 @@ def replay_day(day: sweep.Day, job: Job) -> Ran:
     sweep.check_code(job.code)
     if sweep.on_a_worker():    # a worker replays day after day: its bots start in a blink,
         use_zygote()           # forked from a process that imported their libraries once
-    with tempfile.TemporaryDirectory(prefix="tick-taker-replay-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tick-taker-replay-",
+                                     dir=os.environ.get(sweep.SCRATCH)) as tmp:
         tmp = Path(tmp)
         tape_path = tmp / day.name
         tape_path.write_bytes(day.data)
@@ -262,6 +267,8 @@ def replay_tape(tape: Tape, day: sweep.Day, bot: Path, job: Job, work: Path
                if "SUMMARY" in line and "INFO" in line] or ["(no summary: see bot.log)"]
     text = report(tape, counts, result.outcomes, day.source, how, summary, result.exit_code,
                   result.journal.signals)
+    if result.late:
+        text += ("\n\n" + waited(result.late, result.missing))
     if more:                              # the same data again, a bot run per latency
         runs = [(first, result.outcomes)]
         for ms in more:
@@ -279,6 +286,16 @@ def replay_tape(tape: Tape, day: sweep.Day, bot: Path, job: Job, work: Path
     date = dt.datetime.fromtimestamp(tape.times[0] / 1e9, history.ET).date().isoformat()
     row = day_row(date, tape, counts, result.outcomes) + [result.exit_code]
     return row, result, counts, text
+
+
+def waited(late: int, missing: int) -> str:
+    """The report's word on orders the replay had to wait for."""
+    return (f"Late orders: the replay waited for {late:,} order(s) the rule called for "
+            f"(the bot was slow to send them: the next events waited too)"
+            + (f", and {missing:,} never came within {EXPECTED_ORDER_S:g} s (the replay "
+               "went on without them)" if missing else "")
+            + ": figures from a bot this slow are less faithful (a busy machine? see "
+            "bot.log).")
 
 
 def settle(journal: Path) -> None:

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -32,6 +33,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 import tick_taker as tt
 
 WORKERS_S = 30          # for a --cluster scheduler's first worker to be there
+SCRATCH = "TICK_TAKER_SCRATCH"   # a local worker's folder for its replays' files
 MAX_JOBS = 1000         # local workers at most (--jobs)
 
 
@@ -95,7 +97,10 @@ def client(jobs: int, cluster: Optional[str]) -> Iterator[Any]:
     chosen free (Dask's HTTP port too: two sweeps at once never collide).
     Local workers are forked from a server process that has imported Dask
     once (Dask's "forkserver" method), not each a fresh interpreter importing
-    it again: a second of CPU less per worker, on a machine busy enough."""
+    it again: a second of CPU less per worker, on a machine busy enough.
+    Their replays work in one temporary folder (SCRATCH), removed when the
+    sweep ends, Ctrl+C included: a worker stopped mid-task cleans nothing
+    up itself (its bots die with it: sim/zygote.py)."""
     import dask
     from distributed import Client, LocalCluster
     if cluster:
@@ -113,12 +118,22 @@ def client(jobs: int, cluster: Optional[str]) -> Iterator[Any]:
                                     "(README, \"Sweeps\")") from None
             yield c
         return
-    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}), \
+    with tempfile.TemporaryDirectory(prefix="tick-taker-sweep-",
+                                     ignore_cleanup_errors=True) as scratch, \
+            dask.config.set({"distributed.worker.multiprocessing-method": start_method()}), \
             LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                         dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as local, \
+                         dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
+                         env={SCRATCH: scratch}) as local, \
             Client(local) as c:
         c.register_plugin(_leave_ctrl_c_to_the_client())
         yield c
+
+
+def start_method() -> str:
+    """How local workers start: forked from Dask's "forkserver", unless the
+    temporary folder's path is too long for the server's socket (AF_UNIX
+    allows 108 bytes): then each its own interpreter ("spawn")."""
+    return "forkserver" if len(tempfile.gettempdir()) <= 60 else "spawn"
 
 
 def _leave_ctrl_c_to_the_client() -> Any:

@@ -10,6 +10,7 @@ import pytest
 
 import tick_taker as tt
 from sim import compare, replay
+from sim.alpaca import EXPECTED_ORDER_S
 from sim.benchmark import DENSE_MOVE_P, DENSE_PRINT_P, synthetic_day
 from sim.bot import SCRIPT
 from sim.report import analyse
@@ -139,6 +140,31 @@ def test_a_forks_lot_sets_the_replays_quantity_and_its_check(tmp_path, capsys):
             tool([*args, "--quantity", str(5 * tt.LOT)])
         assert exit_.value.code == 2
         assert f"must be a positive multiple of {lot}" in capsys.readouterr().err
+
+
+def test_a_bot_too_slow_for_the_replay_is_said_in_the_report(tmp_path):
+    """Orders the replay had to wait for (late), and any that never came, are said in
+    the report when there are any: a bot that slow makes less faithful figures."""
+    slow = tmp_path / "slow.py"                 # its first order leaves 3 s late
+    main = '\nif __name__ == "__main__":\n'
+    slow.write_text(SCRIPT.read_text().replace(main, f"""
+_request = OrderDesk._request
+
+
+async def _first_post_late(self, method, path, body=None, budgeted=False):
+    if method == "POST" and not getattr(OrderDesk, "slept", False):
+        OrderDesk.slept = True
+        await asyncio.sleep({3 * EXPECTED_ORDER_S})
+    return await _request(self, method, path, body, budgeted)
+
+
+OrderDesk._request = _first_post_late
+""" + main, 1))
+    assert replay.main(["--bot", str(slow), "--data", str(busy_day(tmp_path)), "--quiet",
+                        "--out", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "report.txt").read_text()
+    assert re.search(r"the replay waited for [1-9][\d,]* order\(s\)", report), report
+    assert re.search(r"and [1-9][\d,]* never came within", report), report
 
 
 def replay_orders(log: Path) -> int:

@@ -200,3 +200,46 @@ def test_a_cluster_address_with_no_scheduler_is_said_plainly(tmp_path, capsys):
                             "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no Dask scheduler answered" in err and "Traceback" not in err
+
+
+def test_ctrl_c_to_the_sweeps_own_process_leaves_no_bot_and_no_folder(alpaca, tmp_path):
+    """"Ctrl+C stops it too, and every bot with it", even sent to the sweep's own
+    process alone (not the terminal's whole group): no bot keeps running, and no
+    replay folder is left in the temporary directory."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    log = tmp_path / "sweep.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim.replay", "--symbol", SYMBOLS[0], "--date",
+         f"{DAYS[0]}..{DAYS[1]}", "--speed", "1", "--quiet", "--jobs", "1", "--cache",
+         str(tmp_path / "cache"), "--out", str(tmp_path / "out")], cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(scratch)}, stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT, start_new_session=True)        # a group of its own
+    try:
+        deadline = time.monotonic() + START_S
+        while not any("subscribed" in p.read_text() for p in scratch.rglob("bot.log")):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "no bot started"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)                          # this process only
+        assert proc.wait(timeout=START_S) == 130, log.read_text()
+        deadline = time.monotonic() + 10        # its processes end as it does (or soon after)
+        while (left := working_in(scratch)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert left == [], f"still running in {scratch}: {left}"
+        assert list(scratch.glob("tick-taker-*")) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def working_in(folder: Path) -> list[str]:
+    """The command lines of the processes whose working folder is under `folder`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if Path(os.readlink(proc / "cwd")).is_relative_to(folder):
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, ValueError):
+            continue
+    return found
