@@ -2492,8 +2492,8 @@ class Preflight:
             steps.append(self.order)
         try:
             for step in steps:
-                if bot.stop.is_set():         # Ctrl+C: no further check, and no order
-                    break
+                if bot.stop.is_set():         # Ctrl+C: no further check, and no order (the
+                    break                     # order step sends its POST before any yield)
                 await step()
         finally:
             await bot.trading.close()
@@ -2584,10 +2584,8 @@ class Preflight:
             passed_on(update)
         self.bot.trading.on_update = record
         reader = asyncio.create_task(self.bot.trading.run())
-        await desk.open()
-        try:
-            if self.bot.stop.is_set():
-                return                        # Ctrl+C came while the connection opened
+        await desk.open()                     # (no await yields before the POST: the run
+        try:                                  # loop's Ctrl+C check still holds here)
             started = time.perf_counter()
             answer = await desk._request("POST", "/v2/orders", {
                 "symbol": symbol, "qty": "1", "side": "buy", "type": "limit",

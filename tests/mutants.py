@@ -100,6 +100,15 @@ MUTANTS = {
         "delta = self._apply_fill(order, filled_qty, filled_avg_cents) if event in FILL_EVENTS "
         "or event in TERMINAL_EVENTS else 0"),
     "5xx-is-refusal": ("elif answer.refused:", "elif not answer.ok:"),
+    "not-found-room-released": ("self.unfound[client_order_id] = self.orders.pop(client_order_id)",
+                                "self.orders.pop(client_order_id)"),
+    "not-found-not-reconciled": ("for coid in self.open_orders() + sorted(self.unconfirmed):",
+                                 "for coid in self.open_orders():"),
+    "not-found-not-looked-up-at-exit": (
+        "for coid in sorted(self.unconfirmed) if strays is not None else ():", "for coid in ():"),
+    "stray-not-tracked": ("if symbol in self.positions:", "if False:"),
+    "open-orders-pages-exclusive": ('until = stamp(parse_ns(page[-1]._raw["submitted_at"]) + 1000)',
+                                    'until = page[-1]._raw["submitted_at"]'),
     "404-trusted-at-once": (
         "if order is None or order.order_id is not None or now - order.sent_at <= IN_FLIGHT_S:",
         "if order is None or order.order_id is not None:"),
@@ -145,6 +154,8 @@ MUTANTS = {
                                     "cls.secrets |= {form}"),
     "no-loss-limit": ("if pnl > -limit:", "if True:"),
     "loss-limit-only-on-timer": ("if self.loss_reached():", "if self.halted:"),
+    "mark-sampled-not-followed": ("self.ask_size = ask_size\nself.fresh = True\nif bid:\nself.good_bid = bid",
+                                  "self.ask_size = ask_size\nself.fresh = True"),
     "no-bid-marked-at-zero": ("return sum((i.position.pnl_cents(i.mark()) for i in self.instruments.values()),",
                               "return sum((i.position.pnl_cents(i.quote.bid) for i in self.instruments.values()),"),
     "loss-marks-realized-only": ("return self.realized_cents + self.held * mark_cents - self.cost_cents",
@@ -160,8 +171,13 @@ MUTANTS = {
     "loss-exit-0": ("code = code or EXIT_LOSS_LIMIT", "pass"),
     # -- --check
     "check-always-passes": ("return EXIT_FATAL\nlog.info(\"CHECK: all passed%s\"", "pass\nlog.info(\"CHECK: all passed%s\""),
-    "check-data-stream-unchecked": ('if await self.stream(bot.data, f"market data ({cfg.feed}): signed in, subscribed"):',
-                                    "if False:"),
+    "check-data-stream-unchecked": ("if subscribed:\nawait self.quotes(clock.is_open)",
+                                    "if False:\nawait self.quotes(clock.is_open)"),
+    "check-order-marketable": ('return half.quantize(Decimal("0.01") if half >= 1 else Decimal("0.0001"), ROUND_DOWN)',
+                               'return max(Decimal(1), half.quantize(Decimal("0.01"), ROUND_DOWN))'),
+    "check-order-answer-lost-left-open": ("found = await self.resolve(coid)", "found = NOT_FOUND"),
+    "check-ignores-ctrl-c": ("if bot.stop.is_set():\nbreak", "if False:\nbreak"),
+    "order-without-check-trades": ("if args.order and not args.check:", "if False:"),
     # -- the journal
     "journal-loses-fills": ("self.journal.add(J_FILL, self.run_id, coid, symbol, order.side, delta, price,",
                             "(None, self.run_id, coid, symbol, order.side, delta, price,"),

@@ -7,10 +7,12 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -206,8 +208,9 @@ def test_ctrl_c_to_the_sweeps_own_process_leaves_no_bot_and_no_folder(alpaca, tm
     """"Ctrl+C stops it too, and every bot with it", even sent to the sweep's own
     process alone (not the terminal's whole group): no bot keeps running, and no
     replay folder is left in the temporary directory."""
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
+    # Its temporary folder, short: a local cluster's fork server puts its
+    # socket there (sim/sweep.py, start_method).
+    scratch = Path(tempfile.mkdtemp(prefix="tt-"))
     log = tmp_path / "sweep.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "sim.replay", "--symbol", SYMBOLS[0], "--date",
@@ -231,6 +234,7 @@ def test_ctrl_c_to_the_sweeps_own_process_leaves_no_bot_and_no_folder(alpaca, tm
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def working_in(folder: Path) -> list[str]:
