@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
+import signal
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -156,6 +160,48 @@ def _leave_ctrl_c_to_the_client() -> Any:
     return LeaveCtrlCToTheClient()
 
 
+class CtrlC:
+    """Ctrl+C during a sweep, acted on between Dask's calls: the handler only
+    notes it, and `check()` raises KeyboardInterrupt where the client is at
+    rest, so the cluster then closes at once and cleanly (a KeyboardInterrupt
+    raised inside one of the client's calls could leave it waiting on its
+    own event loop for half a minute). While a day downloads (`at_once`),
+    Ctrl+C interrupts at once, as usual."""
+
+    def __init__(self) -> None:
+        self.pressed = self.anywhere = self.installed = False
+        self.previous: Any = None
+
+    def __enter__(self) -> "CtrlC":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._pressed)
+            self.installed = True
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        if self.installed:
+            signal.signal(signal.SIGINT, self.previous if self.previous is not None
+                          else signal.default_int_handler)
+
+    def _pressed(self, *_: Any) -> None:
+        self.pressed = True
+        if self.anywhere:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def at_once(self) -> Iterator[None]:
+        self.check()
+        self.anywhere = True
+        try:
+            yield
+        finally:
+            self.anywhere = False
+
+
 def run(fn: Callable[[Day, Any], Any], days: Iterable[Day], runs: list[Any], total: int,
         jobs: int, cluster: Optional[str], progress: bool,
         keep: Callable[[Day, int, Any], Any]) -> list[list[Any]]:
@@ -189,9 +235,15 @@ def run(fn: Callable[[Day, Any], Any], days: Iterable[Day], runs: list[Any], tot
                 bar.update(1 / len(runs))
 
     try:
-        with client(min(jobs, max(1, total * len(runs))), cluster) as c:
+        with CtrlC() as ctrl_c, client(min(jobs, max(1, total * len(runs))), cluster) as c:
             pending = as_completed()
-            for d, day in enumerate(days):
+            each = iter(days)
+            for d in itertools.count():
+                with ctrl_c.at_once():             # a download: Ctrl+C stops it at once
+                    day = next(each, None)
+                if day is None:
+                    break
+                ctrl_c.check()
                 heads.append(replace(day, data=b""))
                 kept.append([None] * len(runs))
                 shared = c.scatter(day, hash=False)  # the tape travels once, for every run
@@ -201,7 +253,12 @@ def run(fn: Callable[[Day, Any], Any], days: Iterable[Day], runs: list[Any], tot
                     pending.add(f)
                 del day, shared
                 collect(pending.next_batch(block=False) if pending.has_ready() else ())
-            collect(pending)
+            while not pending.is_empty():
+                ctrl_c.check()
+                if pending.has_ready():
+                    collect(pending.next_batch(block=False))
+                else:
+                    time.sleep(0.05)
         return kept
     except KilledWorker as exc:
         raise tt.FatalError(f"a worker died replaying {exc.task} (out of memory?); "
