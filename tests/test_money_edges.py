@@ -18,10 +18,10 @@ from decimal import Decimal
 import pytest
 
 import tick_taker as tt
-from sim.alpaca import DROP, FillPolicy, quote, trade
+from sim.alpaca import FillPolicy, quote, trade
 from tests.helpers import (AFTER_MS, HEAVY, LIGHT, LOT, ODD, PRINT, SYMBOL, TICK, arming,
-                           assert_in_step, at, buy_signal, expect_signal, limit_cents, push_signal,
-                           sell_signal, sentinel, stop_cleanly, summary)
+                           assert_in_step, at, buy_signal, push_signal, sell_signal, sentinel,
+                           stop_cleanly)
 
 POST = ("POST", "/v2/orders")
 DELETE = ("DELETE", "/v2/orders/{id}")
@@ -320,7 +320,7 @@ def test_quotes_under_a_dollar_make_no_level_and_the_bot_says_why(fake, run_bot)
               quote(SYMBOL, 13.2, 14.0, HEAVY, LIGHT, at(2)),
               trade(SYMBOL, 14, PRINT, at(2 + AFTER_MS)))
     idle = f"quotes under ${tt.MIN_LEVEL_BID_CENTS / 100:g}"
-    out = bot.wait_log(idle)
+    bot.wait_log(idle)
     assert sentinel(fake, 0) == []
     fake.push(quote(SYMBOL, 11.95, 12.51, HEAVY, LIGHT, at(950_000)))
     time.sleep(1.2)                                      # the watchdog looks once a second

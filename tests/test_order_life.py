@@ -11,8 +11,7 @@ from __future__ import annotations
 import signal
 
 from sim.alpaca import DROP, FillPolicy
-from tests.helpers import (LOT, TICK, assert_in_step, buy_signal, limit_cents, sentinel, stop_cleanly,
-                           summary)
+from tests.helpers import LOT, assert_in_step, buy_signal, sentinel, stop_cleanly, summary
 
 POST = ("POST", "/v2/orders")
 CANCEL = ("DELETE", "/v2/orders/{id}")

@@ -59,7 +59,7 @@ def alpaca(fake, monkeypatch, tmp_path):
 
 @pytest.fixture
 def cluster(tmp_path):
-    """A Dask scheduler and two single-threaded workers on 127.0.0.1, started as
+    """A Dask scheduler and a single-threaded worker on 127.0.0.1, started as
     the README says (python -m dask, from the clone); its address."""
     file = tmp_path / "scheduler.json"
     # Each in a session of its own: stopped at the end with its workers, at once.
@@ -77,7 +77,7 @@ def cluster(tmp_path):
         time.sleep(0.1)                       # (written in one go, but not atomically)
         address = json.loads(file.read_text())["address"]
         procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", address,
-                                       "--nworkers", "2", "--nthreads", "1", "--host",
+                                       "--nworkers", "1", "--nthreads", "1", "--host",
                                        "127.0.0.1", "--dashboard-address", "127.0.0.1:0"],
                                       cwd=ROOT, start_new_session=True,
                                       stdout=subprocess.DEVNULL,
