@@ -413,15 +413,18 @@ class Position:
         # the position never passes --quantity, and is never sold short.
         self.unfound: dict[str, TrackedOrder] = {}
 
+    def _pending(self, side: str) -> int:
+        """Shares still spoken for by this side's orders, tracked or never found."""
+        return sum(o.pending for d in (self.orders, self.unfound) for o in d.values()
+                   if o.side == side)
+
     @property
     def pending_buys(self) -> int:
-        return sum(o.pending for d in (self.orders, self.unfound) for o in d.values()
-                   if o.side == "buy")
+        return self._pending("buy")
 
     @property
     def pending_sells(self) -> int:
-        return sum(o.pending for d in (self.orders, self.unfound) for o in d.values()
-                   if o.side == "sell")
+        return self._pending("sell")
 
     def can_buy(self) -> bool:
         return self.preexisting + self.held + self.pending_buys + LOT <= self.quantity
@@ -1186,7 +1189,6 @@ class OrderDesk:
         # client_order_id -> (symbol, side, qty). An update for one means it
         # exists after all: it is tracked again, its fills count, it is cancelled.
         self.written_off: dict[str, tuple[str, str, int]] = {}
-        self.unconfirmed: set[str] = set()   # of those, released on a 404 (not a refusal)
         self.on_fill: Callable[[], Any] = lambda: None   # after every fill (the loss limit)
         self.sent = 0                             # orders this run sent (or tried to)
 
@@ -1328,7 +1330,6 @@ class OrderDesk:
         found = self.written_off.pop(update.client_order_id, None)
         if found is None:
             return None
-        self.unconfirmed.discard(update.client_order_id)
         symbol, side, qty = found
         coid = update.client_order_id
         log.warning("order %s, written off as never placed, exists after all (%s): tracking "
@@ -1383,7 +1384,6 @@ class OrderDesk:
                 side, qty = order.side, order.qty
                 if position.not_found(coid, time.monotonic()):
                     self.written_off[coid] = (self.symbol_of[coid], side, qty)
-                    self.unconfirmed.add(coid)
                     log.warning("order %s was never placed (not found %.0f s after it was "
                                 "sent); its %d shares keep their room for the rest of the "
                                 "run, should Alpaca create it late, and it is looked up again "
@@ -1486,13 +1486,18 @@ class OrderDesk:
         never found (it may have been created late), as REST reports it:
         fills missed while the trading stream was down count once (cumulative
         filled_qty), terminal orders are released."""
-        for coid in self.open_orders() + sorted(self.unconfirmed):
+        for coid in self.open_orders() + self.unfound():
             found = await self.lookup(coid)
             if isinstance(found, dict):
                 self.apply(OrderUpdate.from_order(found))
 
     def open_orders(self) -> list[str]:
         return [coid for p in self.positions.values() for coid in p.orders]
+
+    def unfound(self) -> list[str]:
+        """Orders taken as never placed on a 404 (Position.unfound): they may
+        yet be created, so they are looked up again."""
+        return sorted(coid for p in self.positions.values() for coid in p.unfound)
 
     def journal_end(self, coid: str, outcome: str, filled: int, avg: Optional[str]) -> None:
         now = utc_now()
@@ -1553,7 +1558,7 @@ class OrderDesk:
         if self.sent:
             try:
                 strays = await asyncio.wait_for(self.strays(), max(
-                    SHUTDOWN_LIST_S, deadline - time.monotonic() if self.unconfirmed else 0))
+                    SHUTDOWN_LIST_S, deadline - time.monotonic() if self.unfound() else 0))
             except asyncio.TimeoutError:
                 log.warning("could not list the open orders at Alpaca in time")
                 strays = None
@@ -1566,15 +1571,18 @@ class OrderDesk:
                 self.written_off.setdefault(       # its cancel is retried until terminal
                     coid, (symbol, order.get("side", ""), int(Decimal(order.get("qty") or 0))))
             self.apply(OrderUpdate.from_order(order, event="new"))
-        # Each order never found: looked up once more. Created late and filled
-        # meanwhile it is no stray (not open), yet its fills count.
-        unsure = [] if strays is not None else sorted(self.unconfirmed)
-        for coid in sorted(self.unconfirmed) if strays is not None else ():
-            try:
-                found = await asyncio.wait_for(self.lookup(coid), max(
-                    0.1, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
-                found = None
+        # Each order never found: looked up once more if the broker could be
+        # asked at all. Created late and filled meanwhile it is no stray (not
+        # open), yet its fills count. With no word, it is not known closed.
+        unsure: list[str] = []
+        for coid in self.unfound():
+            found = None
+            if strays is not None:
+                try:
+                    found = await asyncio.wait_for(self.lookup(coid), max(
+                        0.1, deadline - time.monotonic()))
+                except asyncio.TimeoutError:
+                    pass
             if isinstance(found, dict):
                 self.apply(OrderUpdate.from_order(found))
             elif found is None:
@@ -1583,8 +1591,6 @@ class OrderDesk:
             await self.cancel_everything(max(0.0, deadline - time.monotonic()))
         for task in list(self.lives.values()):
             task.cancel()
-        # Orders not found may still have been created: with no word from the
-        # broker, they are not known to be closed.
         return self.open_orders() + unsure
 
     async def list_open(self, call: Callable[..., Awaitable]) -> list:

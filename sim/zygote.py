@@ -10,8 +10,8 @@ those libraries, then forks a child per bot. The child becomes what
 standard streams on the bot's log file, stdin empty) and runs SCRIPT as
 `__main__`, read from disk at that moment: a fork's copy of tick_taker.py
 runs as itself. (The zygote compiles each path's source once, before the
-fork: a bot's start is then mostly its own start-up.) Nothing of the script is imported ahead of the child; only
-the libraries are shared.
+fork: a bot's start is then mostly its own start-up.) Nothing of the script
+is imported ahead of the child; only the libraries are shared.
 
     python -m sim.zygote        # serves requests on stdin (sim.bot.Bot uses it)
 
@@ -50,6 +50,8 @@ def preload() -> None:
 
 
 _compiled: dict[tuple[str, bytes], CodeType] = {}     # (path, source) -> its code
+COMPILED_KEPT = 8       # the latest scripts' code: a sweep's worker gets each task's copy
+                        # at a new path, and must not keep them all
 
 
 def compiled(script: str) -> Optional[CodeType]:
@@ -62,6 +64,8 @@ def compiled(script: str) -> Optional[CodeType]:
             source = f.read()
         key = (script, source)
         if key not in _compiled:
+            while len(_compiled) >= COMPILED_KEPT:
+                del _compiled[next(iter(_compiled))]     # the oldest
             _compiled[key] = compile(source, script, "exec", dont_inherit=True)
         return _compiled[key]
     except (OSError, SyntaxError, ValueError):

@@ -102,10 +102,10 @@ MUTANTS = {
     "5xx-is-refusal": ("elif answer.refused:", "elif not answer.ok:"),
     "not-found-room-released": ("self.unfound[client_order_id] = self.orders.pop(client_order_id)",
                                 "self.orders.pop(client_order_id)"),
-    "not-found-not-reconciled": ("for coid in self.open_orders() + sorted(self.unconfirmed):",
+    "not-found-not-reconciled": ("for coid in self.open_orders() + self.unfound():",
                                  "for coid in self.open_orders():"),
     "not-found-not-looked-up-at-exit": (
-        "for coid in sorted(self.unconfirmed) if strays is not None else ():", "for coid in ():"),
+        "if strays is not None:\ntry:", "if False:\ntry:"),
     "stray-not-tracked": ("if symbol in self.positions:", "if False:"),
     "open-orders-pages-exclusive": ('until = stamp(parse_ns(page[-1]._raw["submitted_at"]) + 1000)',
                                     'until = page[-1]._raw["submitted_at"]'),
