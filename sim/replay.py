@@ -108,7 +108,7 @@ def run(tape: Tape, speed: Optional[float], quantity: int, latency_ms: float,
                                     f"{bot.output()}") from None
         started = time.monotonic()
         # The bot runs on this Python: from 3.12 it sends an order before its
-        # handler returns, so two ping round trips see it acted on (sim/alpaca.py).
+        # handler returns, so two ping round trips see it acted on (sim/alpaca/play.py).
         job = asyncio.run_coroutine_threadsafe(fake.replay(
             tape, speed, latency_ms, triggers, acted_pings=2 if sys.version_info >= (3, 12)
             else 3, room=partial(has_room, rules, quantity)), fake._loop)

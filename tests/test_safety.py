@@ -6,7 +6,6 @@ the honest tool (the redacting log formatter).
 from __future__ import annotations
 
 import logging
-import signal
 import time
 
 import pytest
