@@ -47,7 +47,6 @@ import io
 import json
 import os
 import platform
-import random
 import re
 import statistics
 import sys
@@ -57,9 +56,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sim.alpaca import FakeAlpaca, FillPolicy, quote, rfc3339, trade
-from sim.tape import Tape
+from sim.tape import Tape, synthetic_day
 from sim.bot import ROOT, Bot, clean_env
-from sim.tape import write as tape_write
 
 ET = ZoneInfo("America/New_York")
 
@@ -424,51 +422,6 @@ def measure(tape: Tape, tmp: Path) -> dict[str, dict]:
     return out
 
 
-def synthetic_day(path: Path, events: int = DAY_EVENTS, symbol: str = "SYNT",
-                  seed: int = 20261202, move_p: float = 0.012, print_p: float = 0.1,
-                  day: dt.date = dt.date(2026, 11, 27), hours: float = 6.5,
-                  tick: int = 1, min_print: int = 100) -> None:
-    """A made-up session of `events` quotes and trades over `hours` from the
-    open: a one-tick spread (`tick` cents: the bot's TICK_CENTS) that now and
-    then widens, a random walk of one-tick moves (a quote moves with
-    probability `move_p`), sizes that lean one way or the other, and prints at
-    the touch (`print_p` of the events; round ones 1 to 5 times `min_print`
-    shares, the bot's MIN_PRINT_SIZE), mostly regular, some odd lots, sweeps
-    and out-of-sequence prints. With the default, about as many signals per
-    event as the real MSFT hour (one in 240); DENSE_MOVE_P makes a day dense
-    in signals (a level change every 15 events, a signal every 100)."""
-    rng = random.Random(seed)
-    t = int(dt.datetime.combine(day, dt.time(9, 30), ET).timestamp() * 1e9)
-    step_ns = int(hours * 3600 * 1e9 / events)
-    bid, spread = 2000, tick
-    bid_size, ask_size = 500, 500
-    sizes = tuple(n * min_print // 100 for n in (100, 100, 200, 300, 500)) + (40,)
-
-    def generate():
-        nonlocal t, bid, spread, bid_size, ask_size
-        for _ in range(events):
-            t += rng.randint(1, 2 * step_ns)
-            if rng.random() < print_p:                   # a print at the touch
-                at_ask = rng.random() < 0.5
-                size = rng.choice(sizes)
-                codes = "@I" if size < 100 else rng.choice(("@", "@", "@", "@F", "@Z"))
-                price = bid + spread if at_ask else bid
-                yield ("t", t, symbol, price * 100, size, codes)
-                continue
-            r = rng.random()
-            if r < move_p:
-                bid += rng.choice((-tick, tick))         # a one-tick move
-            elif r < move_p + 0.004:
-                spread = 2 * tick if spread == tick else tick   # widens, narrows
-            if rng.random() < 0.5:
-                bid_size = rng.choice((100, 300, 500, 900, 1500))
-            else:
-                ask_size = rng.choice((100, 300, 500, 900, 1500))
-            yield ("q", t, symbol, bid * 100, (bid + spread) * 100, bid_size, ask_size)
-
-    tape_write(path, generate(), "a synthetic day for the replay benchmark")
-
-
 def replay_speed(tmp: Path, events: int = DAY_EVENTS, dense: bool = False) -> dict:
     """A synthetic day through the replay and the real bot: seconds, events
     per second (from the tape file, as from the download cache), and whether
@@ -603,7 +556,7 @@ def main() -> int:
          f"{bare['qps_cpu_best']:,.0f}", bot["qps_cpu_best"] / bare["qps_cpu_best"], "", None),
     ]
     print(f"\ntick-taker benchmark, {SIGNALS} signals; machine: {machine()}\n")
-    print(f"| measure | bot | baseline | bot/baseline | target | met |\n|---|---|---|---|---|---|")
+    print("| measure | bot | baseline | bot/baseline | target | met |\n|---|---|---|---|---|---|")
     for name, b, a, ratio, target, met in rows:
         print(f"| {name} | {b} | {a} | {ratio:.3g} | {target} | "
               f"{'' if met is None else ('yes' if met else 'NO')} |")

@@ -234,6 +234,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                                  for a, b in kept]), "",
                  "total", *side_by_side(names, *totals), "",
                  sweep.pace(len(kept), time.monotonic() - started, args, runs=2), ""]
+    if (note := replay.data_note(days)):
+        lines.insert(0, note.rstrip("\n"))
     same = totals[0] == totals[1]
     lines.append("no differences" if same else "the versions differ (above)")
     text = "\n".join(lines)
@@ -242,7 +244,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     (args.out / "compare.txt").write_text(text + "\n")
     curves = [combined([pair[k].curve for pair in kept]) for k in (0, 1)]
     compare_chart(list(zip(names, curves)), args.out / "pnl.png",
-                  "tick-taker: P&L over time, two versions on the same data")
+                  "tick-taker: P&L over time, two versions on the same data"
+                  + (" (SYNTHETIC data)" if replay.data_note(days) else ""))
     print(f"\nwrote {args.out / 'compare.txt'} and {args.out / 'pnl.png'}; each version's "
           f"report, chart and log in {jobs[0].out} and {jobs[1].out}")
     return 0 if all(version.row[-1] == 0 for pair in kept for version in pair) else 1

@@ -31,10 +31,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
+from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
 import requests
-from alpaca_trade_api.rest import REST, APIError
+from alpaca_trade_api.rest import REST
 from dotenv import load_dotenv
 
 import tick_taker as tt
@@ -76,6 +77,23 @@ def connect(rest_rate: int = tt.RATE_LIMIT_PER_MIN) -> REST:
     rest = tt.make_rest(cfg, tt.RateLimiter(rest_rate))
     rest._retry, rest._retry_wait, rest._retry_codes = 5, 0, RETRIED   # the limiter waits
     return rest
+
+
+SYNTHETIC_MARK = "SYNTHETIC"          # an asset named so has made-up data (sim.alpaca)
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def made_up(rest: REST, symbols: list[str]) -> bool:
+    """Whether a server on this machine (the simulated Alpaca) names any of
+    these symbols' assets SYNTHETIC: their data is made up, and every report
+    says so. Alpaca itself is not asked (a delisted symbol has history but
+    no asset)."""
+    if urlparse(str(rest._base_url)).hostname not in LOCAL_HOSTS:
+        return False
+    try:
+        return any(rest.get_asset(s).name.startswith(SYNTHETIC_MARK) for s in symbols)
+    except Exception:                   # an unknown symbol: its data is not made up here
+        return False
 
 
 def explain(exc: BaseException, feed: str) -> HistoryError:

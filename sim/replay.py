@@ -507,12 +507,23 @@ def plan(args: argparse.Namespace) -> list[Planned]:
     days = history.sessions(rest, first, last, args.start, args.end)
     cache = args.cache or history.default_cache()
     groups = [args.symbol] if args.together else [[symbol] for symbol in args.symbol]
+    kind = {tuple(g): SYNTHETIC_DATA if history.made_up(rest, g)
+            else f"Alpaca {args.feed.upper()} history" for g in groups}
     return [Planned(((s.day.isoformat(),) if len(days) > 1 else ())
                     + ((symbols[0],) if len(groups) > 1 else ()),
-                    f"Alpaca {args.feed.upper()} history, {s.day} {s.start:%H:%M}-{s.end:%H:%M} ET",
+                    f"{kind[tuple(symbols)]}, {s.day} {s.start:%H:%M}-{s.end:%H:%M} ET",
                     args.feed, partial(history.tape_for, rest, symbols, s, args.feed, cache,
                                        not args.quiet))
             for s in days for symbols in groups]
+
+
+SYNTHETIC_DATA = "SYNTHETIC data made up by the simulated Alpaca"
+
+
+def data_note(days: list) -> str:
+    """A sweep's first line when any of its data is made up (else nothing)."""
+    return (f"{SYNTHETIC_DATA}: these figures say nothing of a real market\n"
+            if any(d.source.startswith(SYNTHETIC_DATA) for d in days) else "")
 
 
 def load(planned: Planned) -> sweep.Day:
@@ -560,7 +571,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if failed:
         return failed[0]
     if len(rows) > 1:
-        text = range_table([r[:-1] for r in rows])
+        text = data_note(days) + range_table([r[:-1] for r in rows])
         print(text)
         (args.out / "summary.txt").write_text(text + "\n")
         print(f"\n{sweep.pace(len(rows), time.monotonic() - started, args)}; each one's "

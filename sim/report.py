@@ -339,7 +339,6 @@ def chart(books: dict[str, tuple[list[int], list]], outcomes: dict[str, Outcome]
     time (ns)."""
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
     def when(t: int) -> dt.datetime:

@@ -31,6 +31,7 @@ import functools
 import gzip
 import io
 import json
+import random
 import time
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
@@ -204,3 +205,58 @@ def encode(e: Event, trade_id: int = 0) -> str:
     _, t, symbol, price, size, conditions = e
     return (f'{{"T":"t","S":"{symbol}","i":{trade_id},"x":"Q","p":{price / 10000},'
             f'"s":{size}{_codes(conditions)},"z":"C","t":"{stamp(t)}"}}')
+
+
+# -- made-up data: the benchmark, the tests, and the simulator run by hand.
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def synthetic(events: int, symbol: str = "SYNT",
+                  seed: int = 20261202, move_p: float = 0.012, print_p: float = 0.1,
+                  day: dt.date = dt.date(2026, 11, 27), hours: float = 6.5,
+                  tick: int = 1, min_print: int = 100, bid: int = 2000) -> Iterator[Event]:
+    """A made-up session of `events` quotes and trades over `hours` from the
+    open: a one-tick spread (`tick` cents: the bot's TICK_CENTS) that now and
+    then widens, a random walk of one-tick moves (a quote moves with
+    probability `move_p`), sizes that lean one way or the other, and prints at
+    the touch (`print_p` of the events; round ones 1 to 5 times `min_print`
+    shares, the bot's MIN_PRINT_SIZE), mostly regular, some odd lots, sweeps
+    and out-of-sequence prints. With the default, about as many signals per
+    event as the real MSFT hour (one in 240); a `move_p` of 0.16 and a
+    `print_p` of 0.2 make a day dense in signals (a level change every 15
+    events, a signal every 100). The same `seed`, the same day."""
+    rng = random.Random(seed)
+    t = int(dt.datetime.combine(day, dt.time(9, 30), NEW_YORK).timestamp() * 1e9)
+    step_ns = int(hours * 3600 * 1e9 / events)
+    spread = tick                                   # `bid`: the first bid, in cents
+    bid_size, ask_size = 500, 500
+    sizes = tuple(n * min_print // 100 for n in (100, 100, 200, 300, 500)) + (40,)
+
+    def generate():
+        nonlocal t, bid, spread, bid_size, ask_size
+        for _ in range(events):
+            t += rng.randint(1, 2 * step_ns)
+            if rng.random() < print_p:                   # a print at the touch
+                at_ask = rng.random() < 0.5
+                size = rng.choice(sizes)
+                codes = "@I" if size < 100 else rng.choice(("@", "@", "@", "@F", "@Z"))
+                price = bid + spread if at_ask else bid
+                yield ("t", t, symbol, price * 100, size, codes)
+                continue
+            r = rng.random()
+            if r < move_p:
+                bid += rng.choice((-tick, tick))         # a one-tick move
+            elif r < move_p + 0.004:
+                spread = 2 * tick if spread == tick else tick   # widens, narrows
+            if rng.random() < 0.5:
+                bid_size = rng.choice((100, 300, 500, 900, 1500))
+            else:
+                ask_size = rng.choice((100, 300, 500, 900, 1500))
+            yield ("q", t, symbol, bid * 100, (bid + spread) * 100, bid_size, ask_size)
+
+    return generate()
+
+
+def synthetic_day(path: Path, events: int = 1_000_000, symbol: str = "SYNT", **kw) -> None:
+    """A synthetic session (see `synthetic`) written to a tape file."""
+    write(path, synthetic(events, symbol, **kw), "a synthetic day: made-up quotes and trades")

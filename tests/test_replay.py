@@ -11,11 +11,11 @@ import pytest
 import tick_taker as tt
 from sim import compare, replay
 from sim.alpaca import EXPECTED_ORDER_S
-from sim.benchmark import DENSE_MOVE_P, DENSE_PRINT_P, synthetic_day
+from sim.benchmark import DENSE_MOVE_P, DENSE_PRINT_P
 from sim.bot import SCRIPT
 from sim.report import analyse
 from sim.report import main as report_main
-from sim.tape import Tape
+from sim.tape import Tape, synthetic_day
 from tests.helpers import LOT
 
 

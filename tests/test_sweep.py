@@ -20,10 +20,10 @@ import pytest
 
 import tick_taker as tt
 from sim import compare, history, replay, sweep
-from sim.benchmark import synthetic_day
+from sim.alpaca.history import SYNTHETIC_NAME
 from sim.bot import ROOT, SCRIPT
 from sim.report import analyse
-from sim.tape import Tape
+from sim.tape import Tape, synthetic_day
 from tests.test_replay import fork
 
 # A sweep starts Dask's workers and a bot per symbol-day: on a busy 2-core
@@ -134,12 +134,16 @@ def test_a_sweep_gives_the_same_rows_with_one_job_two_and_on_a_cluster(alpaca, c
 
 def test_compare_sweeps_every_symbol_day_with_a_row_each_and_a_total(alpaca, tmp_path, capsys):
     """"sim.compare takes the same flags: a row per symbol-day (orders and P&L of
-    each version, and the difference), then the total side by side."""
+    each version, and the difference), then the total side by side." Made-up data
+    (the simulator names its assets SYNTHETIC) is said so on top."""
     mine = fork(tmp_path, "MIN_PRINT_SIZE = 10 ** 9")       # follows no print: no order
+    for symbol in SYMBOLS:
+        alpaca.assets[symbol] = {"name": SYNTHETIC_NAME}
     assert compare.main([str(SCRIPT), str(mine), "--symbol", ",".join(SYMBOLS), "--date",
                          DAYS[0], "--quiet", "--jobs", "1", "--cache", str(tmp_path / "cache"),
                          "--out", str(tmp_path / "cmp")]) == 0
     out = capsys.readouterr().out
+    assert out.startswith(replay.SYNTHETIC_DATA)
     rows = re.findall(r"^\s+(\S+ \S+)\s+([\d,]+)\s+([\d,]+)\s+\S+\s+\S+\s+\S+$", out, re.M)
     assert [label for label, _, _ in rows] == [f"{DAYS[0]} {s}" for s in SYMBOLS]
     assert all(theirs == "0" for _, _, theirs in rows)

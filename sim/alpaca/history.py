@@ -3,27 +3,78 @@ checked as Alpaca checks the query."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import hashlib
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 from aiohttp import web
 
 from sim.alpaca.wire import _data_time, error_body, in_lots, rfc3339
-from sim.tape import SIP_SIZES_IN_SHARES_FROM_NS, Tape
+from sim.tape import NEW_YORK, SIP_SIZES_IN_SHARES_FROM_NS, Event, Tape, synthetic
 
 NO_HISTORY = ("this simulated Alpaca serves no history: start it with `python -m sim.alpaca "
-              "--history` (the bundled MSFT hour), or replay a file with --data")
+              "--history` (the bundled MSFT hour and synthetic symbol-days), or replay a file "
+              "with --data")
 BUNDLED = Path(__file__).resolve().parent.parent / "data" / "msft_2012-06-21.csv.gz"
 
+
+# Made-up symbol-days, for a sweep or a comparison without an account: any
+# weekday, generated when first asked for (the same symbol and day, the same
+# data). Their asset's name says so, and every report that replays them says
+# "SYNTHETIC" (sim/history.py, made_up).
+SYNTHETIC = ("SYNTH1", "SYNTH2", "SYNTH3")
+SYNTHETIC_NAME = "SYNTHETIC: made-up quotes and trades (sim.alpaca)"
+SYNTHETIC_EVENTS = 20_000            # a symbol-day: about one event a second
+SYNTHETIC_DAYS_MAX = 400             # days one request may make up
+
+
+def in_the_bots_units() -> dict[str, int]:
+    """Made-up data in the ticks and print sizes of the tick_taker.py beside
+    sim/ (a fork's, in a fork's clone), so that its rule finds signals in it."""
+    import tick_taker as tt
+    bid = max(2000, 2 * tt.MIN_LEVEL_BID_CENTS)     # well above its floor for a level
+    return {"tick": tt.TICK_CENTS, "min_print": tt.MIN_PRINT_SIZE,
+            "bid": bid - bid % tt.TICK_CENTS}
+
+
+def synthetic_seed(symbol: str, day: dt.date) -> int:
+    return int.from_bytes(hashlib.sha256(f"{symbol} {day}".encode()).digest()[:8], "big")
 
 
 class HistoryRoutes:
     """GET /v2/stocks/{symbol}/quotes|trades and /v2/stocks/quotes|trades."""
 
+    def serve_synthetic(self, symbols: tuple[str, ...] = SYNTHETIC) -> None:
+        """Serve made-up symbol-days of `symbols` (any weekday) through the
+        historical routes; their assets are named SYNTHETIC_NAME."""
+        self.synthetic_symbols |= set(symbols)
+        self.universe |= set(symbols)
+        for symbol in symbols:
+            self.assets[symbol] = {**(self.assets.get(symbol) or {}), "name": SYNTHETIC_NAME}
+
+    def _make_up(self, symbol: str, start: int, end: int) -> None:
+        """The synthetic days of `symbol` from `start` to `end` (ns), made up
+        once each, into `history` in time order."""
+        first, last = (dt.datetime.fromtimestamp(t / 1e9, NEW_YORK).date() for t in (start, end))
+        if start == 0:
+            first = last
+        days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+        fresh = [d for d in days[:SYNTHETIC_DAYS_MAX] if d.weekday() < 5
+                 and d.isoformat() not in self.closed_days and (symbol, d) not in self._made_up]
+        for day in fresh:
+            self._made_up.add((symbol, day))
+            self._serve(synthetic(SYNTHETIC_EVENTS, symbol, seed=synthetic_seed(symbol, day),
+                                  move_p=0.05, print_p=0.15, day=day, **in_the_bots_units()))
+        if fresh:
+            book = self.history[symbol]
+            book["quotes"].sort(key=lambda i: i["t"])
+            book["trades"].sort(key=lambda i: i["t"])
+
     def _history_query(self, request: web.Request) -> tuple[dict, Optional[web.Response]]:
         """The data API's query parameters, checked as Alpaca checks them."""
-        if not self.history:               # not Alpaca's answer: the simulator's own word
+        if not self.history and not self.synthetic_symbols:   # the simulator's own word
             return {}, error_body(404, NO_HISTORY)
         q = request.query
         try:
@@ -54,6 +105,8 @@ class HistoryRoutes:
                 "desc": q.get("sort") == "desc", "feed": feed}, None
 
     def _history_items(self, symbol: str, kind: str, query: dict) -> list[dict]:
+        if symbol in self.synthetic_symbols:
+            self._make_up(symbol, query["start"], query["end"])
         items = [i for i in self.history.get(symbol, {}).get(kind, [])
                  if query["start"] <= i["t"] <= query["end"]]
         return items[::-1] if query["desc"] else items
@@ -95,7 +148,10 @@ class HistoryRoutes:
     def load_history(self, tape: Tape, updates: Optional[dict[int, str]] = None) -> None:
         """Serve a tape's events as Alpaca's history (`updates`: event index ->
         the trade's `u` flag, e.g. "canceled")."""
-        for i, e in enumerate(tape.events):
+        self._serve(tape.events, updates)
+
+    def _serve(self, events: Iterable[Event], updates: Optional[dict[int, str]] = None) -> None:
+        for i, e in enumerate(events):
             book = self.history.setdefault(e[2], {"quotes": [], "trades": []})
             if e[0] == "q":
                 book["quotes"].append({"t": e[1], "bx": "Q", "bp": e[3] / 10000, "bs": e[5],

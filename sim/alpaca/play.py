@@ -8,7 +8,9 @@ import time
 from typing import Callable, Optional
 
 from sim.alpaca.wire import EXPECTED_ORDER_S, MS_NS, OPEN_STATES
-from sim.tape import Tape, encode
+from sim.tape import Tape, encode, message
+
+PLAY_FRAME_S = 0.01          # live play: the events due within this go in one frame
 
 
 class TapePlayer:
@@ -164,3 +166,35 @@ class TapePlayer:
             settle_s)
         await self.ping_trading()
         return True
+
+    async def play(self, tape: Tape, speed: float = 1.0, laps: Optional[int] = None) -> None:
+        """Stream `tape` as live market data, in its own time x `speed`, from
+        its start again at its end (`laps` times; None: until stopped). Each
+        event is stamped with the local clock as it is sent (a quote's age is
+        then what --check measures on a real feed), and each quote moves the
+        book that orders fill against, as a quote a test pushes does."""
+        self.universe |= set(tape.symbols)
+        lap = 0
+        while laps is None or lap < laps:
+            lap += 1
+            first, wall0 = tape.times[0], time.perf_counter()
+            frame: list[dict] = []
+            for i, e in enumerate(tape.events):
+                due = wall0 + (e[1] - first) / 1e9 / speed
+                if frame and due - time.perf_counter() > PLAY_FRAME_S:
+                    await self._play_frame(frame)
+                    frame = []
+                if (wait := due - time.perf_counter()) > 0:
+                    await asyncio.sleep(wait)
+                frame.append(message(e, i))
+            await self._play_frame(frame)
+
+    async def _play_frame(self, frame: list[dict]) -> None:
+        now = time.time_ns()
+        for m in frame:
+            m["t"] = now
+            if m["T"] == "q":
+                self.book[m["S"]] = (round(m["bp"] * 100), round(m["ap"] * 100), m["bs"], m["as"])
+        await self._broadcast_data(frame)
+        for symbol in {m["S"] for m in frame if m["T"] == "q"}:
+            await self._fill_waiting_market_orders(symbol)

@@ -34,6 +34,8 @@ class FakeAlpaca(AccountRoutes, HistoryRoutes, OrderBook, TradingStream, DataStr
         self.account_extra: dict[str, Any] = {}      # e.g. {"trading_blocked": True}
         self.history: dict[str, dict[str, list[dict]]] = {}   # symbol -> quotes/trades, `t`
                                                               # in ns, served by the data API
+        self.synthetic_symbols: set[str] = set()     # made up on demand (serve_synthetic)
+        self._made_up: set[tuple[str, Any]] = set()  # (symbol, day) made up so far
         self.sip_delay_s: Optional[float] = None     # e.g. 900: the free plan's "no recent SIP"
         self.page_cap = 10000                        # items a page, at most (Alpaca may send
                                                      # fewer than asked, with a next page)
