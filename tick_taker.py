@@ -39,9 +39,15 @@ The exact contract is in README.md ("The strategy"). Read top to bottom:
                               budget, submit/cancel on the event loop (aiohttp),
                               unknown outcomes resolved, cancel-all at shutdown
     DataStream, TradingStream our two websocket clients (JSON mode)
-    TickTaker                 wires streams to the core and the desk; start-up,
-                              reconnects, market hours, the watchdog, the loss
-                              limit, shutdown
+    Instrument                one symbol's Quote, Rule and Position
+    TickTaker's parts         StartupChecks (keys, account, symbols, market
+                              hours, what earlier runs left, both streams),
+                              StreamSession (reconnects, the watchdog),
+                              RunGuards (the close, the loss limit, flatten),
+                              Shutdown (cancel until terminal, the summary)
+    TickTaker                 their sum: wires the streams to the rule and the
+                              desk (the handlers), and runs it all
+    Preflight                 --check: a checklist for the first real run
     parse_args / main         command line, the live gate, logging, exit codes
 
 Run:  python tick_taker.py --symbol SNAP --quantity 500
@@ -228,7 +234,6 @@ LOSS_CHECK_S = 0.1                   # --max-loss: the P&L is checked this often
 # Terminal events: after these no more fills can come for the order.
 TERMINAL_EVENTS = frozenset(
     {"fill", "canceled", "expired", "rejected", "done_for_day", "replaced"})
-FILL_EVENTS = frozenset({"partial_fill", "fill"})
 # A REST order's status, as the trade update event that would have reported it.
 STATUS_EVENTS = {"filled": "fill", "partially_filled": "partial_fill"}
 
@@ -1853,7 +1858,9 @@ class TradingStream:
 
 
 # --------------------------------------------------------------------------
-# TickTaker: wires the streams to Quote, Position, follow() and the desk.
+# TickTaker: wires the streams to Quote, Position, follow() and the desk. It is
+# the sum of four parts, each one concern and read on its own (StartupChecks,
+# StreamSession, RunGuards, Shutdown), and of its handlers and run() below them.
 # --------------------------------------------------------------------------
 @dataclass
 class Instrument:
@@ -1875,134 +1882,30 @@ class Instrument:
         return p.cost_cents / p.held if p.held else Fraction(0)
 
 
-class TickTaker:
-    """Owns the state and the I/O of one run."""
+class StartupChecks:
+    """Start-up, everything before trading: the keys and the account, the
+    symbols, the market's hours, what earlier runs left open or held, both
+    streams. A part of TickTaker (below)."""
 
-    def __init__(self, cfg: Config, rest: REST, limiter: RateLimiter,
-                 stop: asyncio.Event, journal: Journal) -> None:
-        self.cfg = cfg
-        self.rest = rest
-        self.stop = stop                # Ctrl+C, the close, or a fatal error
-        self.journal = journal
-        self.run_id = uuid.uuid4().hex[:8]
-        self.rest_thread = RestThread()
-        self.instruments = {s: Instrument(s, Quote(), Position(cfg.quantity))
-                            for s in cfg.symbols}
-        self.desk = OrderDesk(cfg, rest, self.rest_thread, limiter,
-                              {s: i.position for s, i in self.instruments.items()},
-                              journal, self.run_id)
-        self.desk.on_fill = self.loss_reached      # the loss limit after every fill
-        self.signal_seq = itertools.count(1)
-        # symbol -> [[due ns, seq, horizon, mid so far, due second as text]], soonest first
-        self.mid_watch: dict[str, list[list]] = {}
-        self.closing = False            # too close to the close for new orders
-        self.halted: Optional[str] = None  # why the run stopped trading itself (--max-loss)
-        self.halting: Optional[asyncio.Task] = None   # the loss limit's cancel-flatten-stop
-        self.trading_live = False       # the trading stream is up: fills are seen
-        self.close_at: Optional[float] = None    # epoch seconds, from the clock
-        # Quotes go straight to each symbol's tracker (the hot path), and its rule.
-        self.data = DataStream(cfg, {s: feed(i.quote, i.rule) for s, i in self.instruments.items()},
-                               self.on_level, self.on_trade)
-        self.trading = TradingStream(cfg, self.desk.apply)
+    async def start(self) -> bool:
+        """Everything before trading; False if stopped while waiting."""
+        await self.check_account()
+        await self.check_symbols()
+        if not await self.wait_for_open():
+            return False
+        await self.desk.open()
+        await self.adopt_account_state()
+        await self.desk.warm()                   # before the first print can come
+        try:
+            await self.open_stream(self.trading)
+            await self.open_stream(self.data)
+        except FatalError:
+            await self.trading.close()
+            await self.data.close()
+            raise
+        self.trading_live = True
+        return True
 
-    # -- handlers: thin, they feed the core ------------------------------
-    def on_level(self, symbol: str) -> None:
-        quote = self.instruments[symbol].quote
-        log.debug("level %s %s/%s %s", symbol, dollars(quote.level_bid),
-                  dollars(quote.level_ask), "armed" if quote.armed else "not armed")
-
-    def blocked(self) -> Optional[str]:
-        """Why no order may go now (our state may be stale, or the run is
-        ending), or None. Asked only on a signal (see follow)."""
-        if self.loss_reached():                  # at this moment, not only on a timer
-            return "loss limit"
-        if self.stop.is_set() or self.desk.stopping:
-            return "stopping"
-        if self.closing:
-            return "too close to the close"
-        if not self.trading_live:
-            return "trading stream down"
-        return None
-
-    def on_trade(self, symbol: str, trade: Trade) -> None:
-        inst = self.instruments[symbol]
-        decision = follow(inst.quote, inst.rule, inst.position, trade, self.blocked,
-                          self.desk.reserve)
-        if decision is None:
-            return                               # not a signal: nearly every print
-        inst.signals += 1
-        intent, coid = decision.intent, None
-        loop = asyncio.get_running_loop()
-        if intent is not None:
-            coid = self.desk.send(symbol, intent.side, intent.qty, intent.limit_cents,
-                                  print_t=trade.t)
-            # Logged once the order is on the wire: writing the line first would delay it.
-            loop.call_soon(
-                log.info, "%s %d %s @ %s (level %d, %s; print at %s) [%s]",
-                intent.side.upper(), intent.qty, symbol, dollars(intent.limit_cents),
-                inst.quote.level_changes, intent.reason, trade.t, coid)
-        else:                                    # a signal, and why no order (rare: cheap)
-            log.log(logging.WARNING if decision.why_not == WHY_BUDGET else logging.INFO,
-                    "%s signal %s @ %s not followed: %s (print at %s)", decision.side.upper(),
-                    symbol, dollars(trade.price_cents), decision.why_not, trade.t)
-        self.journal_signal(symbol, trade, decision, coid)
-
-    # -- the journal: signals, and the mid after them ---------------------
-    def journal_signal(self, symbol: str, trade: Trade, decision: Decision,
-                       coid: Optional[str]) -> None:
-        """A signal, whether an order went or why not; the mid 1 s and 10 s
-        later (exchange time) is filled in as the quotes come."""
-        if self.journal.path is None:
-            return
-        q = self.instruments[symbol].quote
-        seq, t_ns, mid = next(self.signal_seq), as_ns(trade.t), q.mid
-        self.journal.add(J_SIGNAL, self.run_id, seq, symbol, stamp(trade.t), t_ns,
-                         decision.side, q.level_bid, q.level_ask, q.bid_size, q.ask_size,
-                         trade.price_cents, trade.size, "".join(trade.conditions or ()), coid,
-                         decision.why_not or None, mid)
-        watch = self.mid_watch.setdefault(symbol, [])
-        for h in J_MID:
-            due = t_ns + h * 1_000_000_000
-            watch.append([due, seq, h, mid, stamp(due)[:19]])
-        watch.sort()
-        self.data.watch = self.watch_mids
-
-    def watch_mids(self, messages: list[dict]) -> None:
-        """After a frame: for each signal waiting for its mid 1 s (or 10 s)
-        later, the mid at the last quote of its symbol at or before that time.
-        Called for every frame while a mid is awaited, so a frame is checked
-        by its last quote's time as text (see `earlier`), and then each quote
-        against the soonest due time only; times are parsed only within the
-        second a mid is due."""
-        for symbol, waiting in list(self.mid_watch.items()):
-            for last in reversed(messages):        # the frame's last quote of the symbol
-                if last.get("S") == symbol and last.get("T") == "q":
-                    break
-            else:
-                continue
-            quote = self.instruments[symbol].quote
-            if earlier(last["t"], waiting[0][0], waiting[0][4]):
-                for w in waiting:                   # nothing due: the mid so far
-                    w[3] = quote.mid
-                continue
-            mid = waiting[0][3]                    # the mid so far (every entry has it)
-            for m in messages:                     # a time is passed in this frame: where
-                if m.get("S") != symbol or m.get("T") != "q":
-                    continue
-                # Soonest first: a quote past a due time (t > due: not t < due + 1,
-                # as text while in an earlier second) closes it at the mid so far.
-                while waiting and not earlier(m["t"], waiting[0][0] + 1, waiting[0][4]):
-                    w = waiting.pop(0)
-                    self.journal.add(J_MID[w[2]], mid, self.run_id, w[1])
-                mid = (m["bp"] + m["ap"]) * 50
-            for w in waiting:
-                w[3] = mid
-            if not waiting:
-                del self.mid_watch[symbol]
-        if not self.mid_watch:
-            self.data.watch = None
-
-    # -- start-up --------------------------------------------------------------
     async def rest_call(self, what: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         """A start-up REST call: transient faults (no answer, 5xx, 429) are
         retried with backoff, then end the run with a clear message; refused
@@ -2144,7 +2047,13 @@ class TickTaker:
                 log.warning("%s; retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
 
-    # -- streams: run, reconnect, watch -----------------------------------------
+
+class StreamSession:
+    """The streaming session: each stream run and, when it drops, reconnected
+    with backoff; what a drop means (the levels forgotten; no new orders
+    until the fills missed are looked up); the per-symbol watchdog. A part
+    of TickTaker (below)."""
+
     async def keep_streaming(self, stream: Any, on_down: Callable,
                              on_up: Callable[[], Awaitable]) -> None:
         """Run a stream; when it drops, reconnect with backoff and resubscribe.
@@ -2226,6 +2135,26 @@ class TickTaker:
                     log.warning("no quotes for any symbol: the stream may be dead (its pings "
                                 "will tell)")
 
+
+class RunGuards:
+    """The run's guards, apart from the rule (STRATEGY: "the rule versus the
+    run's guards"): why no order may go now, the close, the loss limit
+    (checked when a signal is decided, after fills, and on a timer) and the
+    flatten. A part of TickTaker (below)."""
+
+    def blocked(self) -> Optional[str]:
+        """Why no order may go now (our state may be stale, or the run is
+        ending), or None. Asked only on a signal (see follow)."""
+        if self.loss_reached():                  # at this moment, not only on a timer
+            return "loss limit"
+        if self.stop.is_set() or self.desk.stopping:
+            return "stopping"
+        if self.closing:
+            return "too close to the close"
+        if not self.trading_live:
+            return "trading stream down"
+        return None
+
     async def close_watch(self) -> None:
         """Stop new orders close_buffer_min before the close; flatten if asked;
         stop at the close."""
@@ -2289,63 +2218,11 @@ class TickTaker:
                                       wash_retry_until=self.close_at)
                 log.info("FLATTEN: SELL %d %s at market [%s]", qty, symbol, coid)
 
-    # -- run and shutdown ----------------------------------------------------
-    async def start(self) -> bool:
-        """Everything before trading; False if stopped while waiting."""
-        await self.check_account()
-        await self.check_symbols()
-        if not await self.wait_for_open():
-            return False
-        await self.desk.open()
-        await self.adopt_account_state()
-        await self.desk.warm()                   # before the first print can come
-        try:
-            await self.open_stream(self.trading)
-            await self.open_stream(self.data)
-        except FatalError:
-            await self.trading.close()
-            await self.data.close()
-            raise
-        self.trading_live = True
-        return True
 
-    async def run(self) -> int:
-        """Trade until `stop` is set (Ctrl+C, the close) or a fatal error;
-        return the exit code."""
-        self.journal.add(J_RUN, self.run_id, utc_now(), ",".join(self.cfg.symbols),
-                         self.cfg.quantity, self.cfg.base_url, self.cfg.feed,
-                         self.cfg.max_loss_cents)
-        starting = asyncio.create_task(self.start())
-        stopper = asyncio.create_task(self.stop.wait())
-        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if not starting.done():                      # Ctrl+C during start-up
-            starting.cancel()
-            await asyncio.gather(starting, return_exceptions=True)
-            return await self.shutdown(set(), None, EXIT_OK)
-        if (exc := starting.exception()) is not None:
-            stopper.cancel()
-            await self.desk.close()
-            if isinstance(exc, FatalError):
-                raise exc
-            raise FatalError(f"start-up failed: {describe(exc)}") from None
-        if not starting.result():
-            return await self.shutdown({stopper}, None, EXIT_OK)
-        # What start-up imported and built lives for the whole run: the garbage
-        # collector need not rescan it (a full pass over the SDK's imports,
-        # pandas and numpy among them, would stall the loop for tens of ms).
-        gc.collect()
-        gc.freeze()
-        trading = asyncio.create_task(self.keep_streaming(
-            self.trading, self.trading_down, self.trading_up))
-        tasks = {
-            asyncio.create_task(self.keep_streaming(self.data, self.data_down, self.data_up)),
-            asyncio.create_task(self.watchdog()),
-            asyncio.create_task(self.close_watch()),
-            asyncio.create_task(self.desk.keep_warm()),
-            asyncio.create_task(self.loss_watch()),
-        }
-        code = await self.until_stopped(stopper, {trading, *tasks})
-        return await self.shutdown(tasks | {stopper}, trading, code)
+class Shutdown:
+    """Stopping: until a stop (Ctrl+C, the close, the loss limit) or a task's
+    failure; then this run's open orders cancelled until terminal, the
+    summary and the journal's end. A part of TickTaker (below)."""
 
     @staticmethod
     async def until_stopped(stopper: asyncio.Task, tasks: set[asyncio.Task]) -> int:
@@ -2427,6 +2304,161 @@ class TickTaker:
                      "share are not listed")
         if self.halted:
             log.error("SUMMARY: %s; the run stopped itself", self.halted)
+
+
+class TickTaker(StartupChecks, StreamSession, RunGuards, Shutdown):
+    """Owns the state and the I/O of one run: its handlers feed each print to
+    follow() and each decision to the desk; run() starts, trades, stops."""
+
+    def __init__(self, cfg: Config, rest: REST, limiter: RateLimiter,
+                 stop: asyncio.Event, journal: Journal) -> None:
+        self.cfg = cfg
+        self.rest = rest
+        self.stop = stop                # Ctrl+C, the close, or a fatal error
+        self.journal = journal
+        self.run_id = uuid.uuid4().hex[:8]
+        self.rest_thread = RestThread()
+        self.instruments = {s: Instrument(s, Quote(), Position(cfg.quantity))
+                            for s in cfg.symbols}
+        self.desk = OrderDesk(cfg, rest, self.rest_thread, limiter,
+                              {s: i.position for s, i in self.instruments.items()},
+                              journal, self.run_id)
+        self.desk.on_fill = self.loss_reached      # the loss limit after every fill
+        self.signal_seq = itertools.count(1)
+        # symbol -> [[due ns, seq, horizon, mid so far, due second as text]], soonest first
+        self.mid_watch: dict[str, list[list]] = {}
+        self.closing = False            # too close to the close for new orders
+        self.halted: Optional[str] = None  # why the run stopped trading itself (--max-loss)
+        self.halting: Optional[asyncio.Task] = None   # the loss limit's cancel-flatten-stop
+        self.trading_live = False       # the trading stream is up: fills are seen
+        self.close_at: Optional[float] = None    # epoch seconds, from the clock
+        # Quotes go straight to each symbol's tracker (the hot path), and its rule.
+        self.data = DataStream(cfg, {s: feed(i.quote, i.rule) for s, i in self.instruments.items()},
+                               self.on_level, self.on_trade)
+        self.trading = TradingStream(cfg, self.desk.apply)
+
+    # -- handlers: thin, they feed the core ------------------------------
+    def on_level(self, symbol: str) -> None:
+        quote = self.instruments[symbol].quote
+        log.debug("level %s %s/%s %s", symbol, dollars(quote.level_bid),
+                  dollars(quote.level_ask), "armed" if quote.armed else "not armed")
+
+    def on_trade(self, symbol: str, trade: Trade) -> None:
+        inst = self.instruments[symbol]
+        decision = follow(inst.quote, inst.rule, inst.position, trade, self.blocked,
+                          self.desk.reserve)
+        if decision is None:
+            return                               # not a signal: nearly every print
+        inst.signals += 1
+        intent, coid = decision.intent, None
+        loop = asyncio.get_running_loop()
+        if intent is not None:
+            coid = self.desk.send(symbol, intent.side, intent.qty, intent.limit_cents,
+                                  print_t=trade.t)
+            # Logged once the order is on the wire: writing the line first would delay it.
+            loop.call_soon(
+                log.info, "%s %d %s @ %s (level %d, %s; print at %s) [%s]",
+                intent.side.upper(), intent.qty, symbol, dollars(intent.limit_cents),
+                inst.quote.level_changes, intent.reason, trade.t, coid)
+        else:                                    # a signal, and why no order (rare: cheap)
+            log.log(logging.WARNING if decision.why_not == WHY_BUDGET else logging.INFO,
+                    "%s signal %s @ %s not followed: %s (print at %s)", decision.side.upper(),
+                    symbol, dollars(trade.price_cents), decision.why_not, trade.t)
+        self.journal_signal(symbol, trade, decision, coid)
+
+    # -- the journal: signals, and the mid after them ---------------------
+    def journal_signal(self, symbol: str, trade: Trade, decision: Decision,
+                       coid: Optional[str]) -> None:
+        """A signal, whether an order went or why not; the mid 1 s and 10 s
+        later (exchange time) is filled in as the quotes come."""
+        if self.journal.path is None:
+            return
+        q = self.instruments[symbol].quote
+        seq, t_ns, mid = next(self.signal_seq), as_ns(trade.t), q.mid
+        self.journal.add(J_SIGNAL, self.run_id, seq, symbol, stamp(trade.t), t_ns,
+                         decision.side, q.level_bid, q.level_ask, q.bid_size, q.ask_size,
+                         trade.price_cents, trade.size, "".join(trade.conditions or ()), coid,
+                         decision.why_not or None, mid)
+        watch = self.mid_watch.setdefault(symbol, [])
+        for h in J_MID:
+            due = t_ns + h * 1_000_000_000
+            watch.append([due, seq, h, mid, stamp(due)[:19]])
+        watch.sort()
+        self.data.watch = self.watch_mids
+
+    def watch_mids(self, messages: list[dict]) -> None:
+        """After a frame: for each signal waiting for its mid 1 s (or 10 s)
+        later, the mid at the last quote of its symbol at or before that time.
+        Called for every frame while a mid is awaited, so a frame is checked
+        by its last quote's time as text (see `earlier`), and then each quote
+        against the soonest due time only; times are parsed only within the
+        second a mid is due."""
+        for symbol, waiting in list(self.mid_watch.items()):
+            for last in reversed(messages):        # the frame's last quote of the symbol
+                if last.get("S") == symbol and last.get("T") == "q":
+                    break
+            else:
+                continue
+            quote = self.instruments[symbol].quote
+            if earlier(last["t"], waiting[0][0], waiting[0][4]):
+                for w in waiting:                   # nothing due: the mid so far
+                    w[3] = quote.mid
+                continue
+            mid = waiting[0][3]                    # the mid so far (every entry has it)
+            for m in messages:                     # a time is passed in this frame: where
+                if m.get("S") != symbol or m.get("T") != "q":
+                    continue
+                # Soonest first: a quote past a due time (t > due: not t < due + 1,
+                # as text while in an earlier second) closes it at the mid so far.
+                while waiting and not earlier(m["t"], waiting[0][0] + 1, waiting[0][4]):
+                    w = waiting.pop(0)
+                    self.journal.add(J_MID[w[2]], mid, self.run_id, w[1])
+                mid = (m["bp"] + m["ap"]) * 50
+            for w in waiting:
+                w[3] = mid
+            if not waiting:
+                del self.mid_watch[symbol]
+        if not self.mid_watch:
+            self.data.watch = None
+
+    # -- the run ------------------------------------------------------------
+    async def run(self) -> int:
+        """Trade until `stop` is set (Ctrl+C, the close) or a fatal error;
+        return the exit code."""
+        self.journal.add(J_RUN, self.run_id, utc_now(), ",".join(self.cfg.symbols),
+                         self.cfg.quantity, self.cfg.base_url, self.cfg.feed,
+                         self.cfg.max_loss_cents)
+        starting = asyncio.create_task(self.start())
+        stopper = asyncio.create_task(self.stop.wait())
+        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():                      # Ctrl+C during start-up
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            return await self.shutdown(set(), None, EXIT_OK)
+        if (exc := starting.exception()) is not None:
+            stopper.cancel()
+            await self.desk.close()
+            if isinstance(exc, FatalError):
+                raise exc
+            raise FatalError(f"start-up failed: {describe(exc)}") from None
+        if not starting.result():
+            return await self.shutdown({stopper}, None, EXIT_OK)
+        # What start-up imported and built lives for the whole run: the garbage
+        # collector need not rescan it (a full pass over the SDK's imports,
+        # pandas and numpy among them, would stall the loop for tens of ms).
+        gc.collect()
+        gc.freeze()
+        trading = asyncio.create_task(self.keep_streaming(
+            self.trading, self.trading_down, self.trading_up))
+        tasks = {
+            asyncio.create_task(self.keep_streaming(self.data, self.data_down, self.data_up)),
+            asyncio.create_task(self.watchdog()),
+            asyncio.create_task(self.close_watch()),
+            asyncio.create_task(self.desk.keep_warm()),
+            asyncio.create_task(self.loss_watch()),
+        }
+        code = await self.until_stopped(stopper, {trading, *tasks})
+        return await self.shutdown(tasks | {stopper}, trading, code)
 
 
 # --------------------------------------------------------------------------

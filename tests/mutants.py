@@ -97,7 +97,7 @@ MUTANTS = {
                                "if (False and wash_retry_until"),
     "fills-only-on-fill-events": (
         "delta = self._apply_fill(order, filled_qty, filled_avg_cents)",
-        "delta = self._apply_fill(order, filled_qty, filled_avg_cents) if event in FILL_EVENTS "
+        "delta = self._apply_fill(order, filled_qty, filled_avg_cents) if event in (\"partial_fill\", \"fill\") "
         "or event in TERMINAL_EVENTS else 0"),
     "5xx-is-refusal": ("elif answer.refused:", "elif not answer.ok:"),
     "not-found-room-released": ("self.unfound[client_order_id] = self.orders.pop(client_order_id)",
