@@ -20,7 +20,7 @@ rule that remembers, its own state and an `on_quote()` hook). Change those, then
 (README, "Change the strategy"). Everything below `Rule` is the
 plumbing that carries its verdict out safely; a fork need not read it.
 
-The exact contract is in README.md ("The strategy"). Read top to bottom:
+The exact contract is in docs/strategy.md. Read top to bottom:
 
     constants                 the rule's knobs
     Trade, Rule               THE RULE: one trade print -> a side, or None (and
@@ -92,7 +92,7 @@ from dotenv import load_dotenv
 from requests.adapters import HTTPAdapter
 
 # --------------------------------------------------------------------------
-# Constants: the strategy's knobs (see README, "The strategy").
+# Constants: the strategy's knobs (see docs/strategy.md).
 # --------------------------------------------------------------------------
 LOT = 100                            # shares per order (a sell may be an odd lot)
 MIN_PRINT_SIZE = 100                 # the smallest trade print followed, in shares
@@ -104,7 +104,7 @@ MIN_LEVEL_BID_CENTS = 100            # no level from a bid under $1: such stocks
                                      # hundredths of a cent (Reg NMS Rule 612 allows it only
                                      # there), so there is no one-cent level to follow
 # Which prints count: a print is followed only if every condition code it
-# carries is one of these (README, "Which prints count"); any other code
+# carries is one of these (docs/strategy.md, "Which prints count"); any other code
 # (out of sequence, average price, odd lot, opening/closing, ...) excludes it.
 REGULAR_CONDITIONS = frozenset({
     " ",                             # regular sale (tapes A and B)
@@ -154,7 +154,7 @@ class Rule:
     on_quote: Optional[Callable[[Quote, ExchangeTime], None]] = None
 
     def signal_side(self, quote: Quote, trade: Trade) -> Optional[str]:
-        """One guard per rule of README "The strategy", cheapest first.
+        """One guard per rule of docs/strategy.md, cheapest first.
         "Spread of exactly one cent" needs no line of its own: rule 2
         implies it (a level is always a one-tick spread)."""
         if not quote.armed:
@@ -195,7 +195,7 @@ CLIENT_ID_PREFIX = "tick-taker-"     # our orders' client_order_id starts with t
 SUMMARY_ALL = 10                     # a run of more symbols lists only those that traded
 PLACEHOLDER_KEYS = frozenset({"PKXXXXXXXXXXXXXXXXXX", "your-secret-key"})   # .env.example's
 
-# The order path (see README, "An order's life").
+# The order path (see docs/order-life.md).
 ORDER_TIMEOUT_S = 2.0                # submit/cancel: no answer by then means "unknown"
 IN_FLIGHT_S = 5.0                    # a submit may still be created this long after it was
                                      # sent: only then is a 404 look-up proof it never was
@@ -227,7 +227,7 @@ CONNECTION_LIMIT_S = 120.0           # at start, a 406 (the data connection is t
                                      # retried this long: a crashed run's takes a while to clear
 DEFAULT_CLOSE_BUFFER_MIN = 5.0       # no new orders this close to the close
 
-# Exit codes (README, "What it prints").
+# Exit codes (docs/running.md, "What it prints").
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_ORDERS_OPEN, EXIT_LOSS_LIMIT = 0, 1, 2, 3, 4
 LOSS_CHECK_S = 0.1                   # --max-loss: the P&L is checked this often (and on fills)
 
@@ -931,7 +931,7 @@ def _settle(future: asyncio.Future, result: Any, error: Optional[BaseException])
 
 
 # --------------------------------------------------------------------------
-# The journal: what every run did, in a SQLite file (README, "The journal").
+# The journal: what every run did, in a SQLite file (docs/journal.md).
 # --------------------------------------------------------------------------
 JOURNAL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -1163,7 +1163,7 @@ WASH_TRADE = "wash trade"     # Alpaca's refusal of an order that could trade ag
 
 
 class OrderDesk:
-    """One home for each rule of "An order's life" (README).
+    """One home for each rule of docs/order-life.md.
 
     Submit and cancel go over one keep-alive aiohttp session on the event
     loop, so an order leaves the moment it is decided and quotes keep

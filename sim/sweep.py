@@ -11,7 +11,7 @@ what order the tasks ran.
 Where they run (one code path, Dask's scheduler, whatever the size):
   --jobs N               a local cluster of N worker processes (default: the cores)
   --cluster tcp://H:8786 a scheduler already running, its workers on any
-                         machines (README, "Sweeps"); each worker runs from a
+                         machines (docs/replay.md, "Sweeps"); each worker runs from a
                          clone of this repository at the same commit
 A single replay without --cluster runs in this process (nothing to spread,
 and its progress bar can show events).
@@ -112,14 +112,14 @@ def client(jobs: int, cluster: Optional[str]) -> Iterator[Any]:
             c = Client(cluster)
         except (OSError, TimeoutError) as exc:
             raise tt.FatalError(f"--cluster {cluster}: no Dask scheduler answered ({exc}); "
-                                "start one (README, \"Sweeps\")") from None
+                                "start one (docs/replay.md, \"Sweeps\")") from None
         with c:
             try:
                 c.wait_for_workers(1, timeout=WORKERS_S)
             except TimeoutError:
                 raise tt.FatalError(f"--cluster {cluster}: no worker joined in {WORKERS_S} s; "
                                     f"start some with `python -m dask worker {cluster}` "
-                                    "(README, \"Sweeps\")") from None
+                                    "(docs/replay.md, \"Sweeps\")") from None
             yield c
         return
     with tempfile.TemporaryDirectory(prefix="tick-taker-sweep-",
@@ -286,7 +286,7 @@ def add_args(p: Any) -> None:
                    f"and bot, on a local Dask cluster (default: the cores, {cores()})")
     p.add_argument("--cluster", metavar="tcp://HOST:8786",
                    help="send the symbol-days to this running Dask scheduler and its workers "
-                   "instead (README, \"Sweeps\")")
+                   "instead (docs/replay.md, \"Sweeps\")")
 
 
 def _bar(total: int, progress: bool):

@@ -1,7 +1,7 @@
 """Shared test helpers: the bot as a subprocess, and market scenarios.
 
 Prices are integer cents and times are exchange nanoseconds chosen by the
-test (moved by hand, never slept), as in README "The strategy".
+test (moved by hand, never slept), as in docs/strategy.md.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""--check: a preflight for the first real run, trading nothing (README, "Quick
-start"), end to end against the fake Alpaca: the checklist with its figures,
+"""--check: a preflight for the first real run, trading nothing (README, "Trade on paper"),
+end to end against the fake Alpaca: the checklist with its figures,
 one order's life with --order, and a one-line advice for each failure."""
 from __future__ import annotations
 

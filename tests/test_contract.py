@@ -4,9 +4,9 @@ and does on the bundled hour of MSFT.
 This is the one file a fork is expected to fail. Every other test builds its
 scenarios from the constants at the top of tick_taker.py (tests/helpers.py),
 so they pass whatever the knobs say; the tests here pin the values and the
-boundaries the README's "The strategy" gives. If you changed the rule on
+boundaries docs/strategy.md gives. If you changed the rule on
 purpose, each failure below says so: update the pinned figure with your
-edit (and the README's "The strategy", which your users read).
+edit (and docs/strategy.md, which your users read).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from sim.report import analyse
 from sim.tape import Tape
 from tests.helpers import SYMBOL, Tracked, arm, at, sentinel, stop_cleanly, summary
 
-PINNED = ("this pins the shipped rule (README, \"The strategy\"): if you changed the rule "
+PINNED = ("this pins the shipped rule (docs/strategy.md): if you changed the rule "
           "on purpose, update it with your edit")
 MS = 1_000_000
 

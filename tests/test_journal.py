@@ -195,7 +195,7 @@ def test_unwritable_journal_stops_with_a_clear_message(fake, run_bot, tmp_path):
 
 @pytest.mark.parametrize("query", ["today's fills", "fill rate by side", "P&L by run"])
 def test_readme_queries_run_on_a_journal(fake, bot, tmp_path, query):
-    """The README's sqlite3 queries for the common questions run as written."""
+    """docs/journal.md's sqlite3 queries for the common questions run as written."""
     import re
     from sim.bot import ROOT
     buy_signal(fake, 1000, t=0)
@@ -203,7 +203,7 @@ def test_readme_queries_run_on_a_journal(fake, bot, tmp_path, query):
     sell_signal(fake, 1010, t=1000)
     bot.wait_log(f"FILL SELL {LOT}")
     stop_cleanly(bot)
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(rf"-- {re.escape(query)}\n(.*?)(?:\n--|\n```)", readme, re.S)[1]
+    page = (ROOT / "docs" / "journal.md").read_text()
+    block = re.search(rf"-- {re.escape(query)}\n(.*?)(?:\n--|\n```)", page, re.S)[1]
     found = rows(tmp_path / "tick-taker.db", block.replace("date('now')", "date('now')"))
     assert found

@@ -1,5 +1,5 @@
-"""The last money edges (README, "An order's life", "Risks", "When things go
-wrong"): an order created after it was written off (its room kept, its fills
+"""The last money edges (docs/order-life.md with "When things go wrong",
+README "Risks"): an order created after it was written off (its room kept, its fills
 counted whenever they come), the open-order listing's pages, the loss limit at every
 moment, a market order that waited, signals during a shutdown the bot began,
 SIGHUP, wash-trade refusals, sub-dollar quotes, and the small ones (a journal

@@ -45,7 +45,7 @@ CLASSES = {**EXCLUDED_SHIPPED, **REGULAR_SHIPPED}
 
 
 def counts(conditions) -> bool:
-    """README "Which prints count": every code the print carries is a regular one."""
+    """docs/strategy.md, "Which prints count": every code the print carries is a regular one."""
     return conditions is NO_FIELD or set(conditions) <= tt.REGULAR_CONDITIONS
 
 

@@ -1,8 +1,8 @@
 """Property-based test: random interleavings of quotes, trades, fills, partial
 fills, cancels (accepted or refused), submits answered well, refused, with a
 5xx after the order was placed, late or never, look-ups, repeated updates and
-reconnects, against a model broker; the invariants of the README's "The
-strategy" must hold after every event.
+reconnects, against a model broker; the invariants of docs/strategy.md and
+docs/order-life.md must hold after every event.
 
 The bot's pure parts are driven as the bot drives them: every print through
 `follow()` (no order while the trading stream is down, the budget booked, an

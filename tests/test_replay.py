@@ -61,7 +61,7 @@ def busy_day(tmp_path: Path) -> Path:
 def test_the_same_replay_gives_the_same_orders_and_fills_every_run(tmp_path):
     """The replay waits after each print the bot may follow until the bot has acted
     on it and its order is done, so every run of the same data gives the same
-    orders, fills and P&L (README, "Replay")."""
+    orders, fills and P&L (docs/replay.md)."""
     did, data = [], busy_day(tmp_path)
     for run in ("first", "second"):
         assert replay.main(["--quiet", "--data", str(data), "--out", str(tmp_path / run)]) == 0
@@ -198,7 +198,7 @@ def test_replay_of_a_malformed_tape_says_so(tmp_path, capsys):
 
 def test_latency_list_replays_once_per_latency_with_a_row_each(tmp_path, capsys):
     """--latency-ms 0,20: one bot run per latency on the same data and a report row
-    for each; the first is the run the report's other tables show (README, "Fill
+    for each; the first is the run the report's other tables show (docs/replay.md, "Fill
     assumptions"), and a later order meets a different book."""
     assert replay.main(["--latency-ms", "0,20", "--quiet", "--data", str(busy_day(tmp_path)),
                         "--out", str(tmp_path)]) == 0

@@ -1,6 +1,6 @@
 """Unit tests of the pure parts: Quote, Rule, Position, decide().
 
-One test per rule of README "The strategy" (quoted in each docstring), then
+One test per rule of docs/strategy.md (quoted in each docstring), then
 one per row of its defects table. Prices in integer cents and ticks, sizes in
 lots, times in exchange ns moved by hand: all from the rule's constants, so a
 fork's knobs pass them (tests/test_contract.py pins the shipped values).

@@ -1,4 +1,4 @@
-"""Sweeps (README, "Sweeps: many symbols and days"): symbol-days replayed at
+"""Sweeps (docs/replay.md, "Sweeps: many symbols and days"): symbol-days replayed at
 once, on a local Dask cluster or a running one, each with its own simulated
 Alpaca and its own bot, give exactly the rows of one at a time."""
 from __future__ import annotations
@@ -60,7 +60,7 @@ def alpaca(fake, monkeypatch, tmp_path):
 @pytest.fixture
 def cluster(tmp_path):
     """A Dask scheduler and a single-threaded worker on 127.0.0.1, started as
-    the README says (python -m dask, from the clone); its address."""
+    docs/replay.md says (python -m dask, from the clone); its address."""
     file = tmp_path / "scheduler.json"
     # Each in a session of its own: stopped at the end with its workers, at once.
     procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
