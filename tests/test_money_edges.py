@@ -243,7 +243,7 @@ def test_nothing_is_sent_after_ctrl_c_even_an_order_that_was_waiting(fake, run_b
 def test_first_ctrl_c_during_a_shutdown_the_bot_began_stops_cleanly(fake, run_bot):
     """The first Ctrl+C always means "stop cleanly", whoever began the shutdown
     (here the close): the cancels go on, a summary, exit 0."""
-    fake.close_at = time.time() + 8                      # time to start and order first
+    fake.hours_from_first_read(closes_in=4)              # time to connect and order first
     bot = run_bot("--stop-before-close", "0")
     fake.default_policy = FillPolicy(shares=0)           # the order rests ...
     fake.force(*DELETE, 500, times=None)                 # ... and cannot be cancelled yet
@@ -276,8 +276,8 @@ def test_flatten_cancels_this_runs_open_orders_before_it_sells(fake, run_bot):
     until they are terminal, then sells at market (Alpaca refuses a sell that could
     trade against our own open buy: a potential wash trade)."""
     fake.wash_trade_check = True
-    fake.close_at = time.time() + 14                     # 8 s to start and order twice
-    bot = run_bot("--stop-before-close", "0.1", "--flatten-at-close")   # 6 s before
+    fake.hours_from_first_read(closes_in=8)              # 5 s to connect and order twice
+    bot = run_bot("--stop-before-close", "0.05", "--flatten-at-close")  # 3 s before
     buy_signal(fake, 1000, t=0)
     bot.wait_log(f"FILL BUY {LOT}")
     fake.default_policy = FillPolicy(shares=0)           # the next buy rests ...

@@ -194,7 +194,7 @@ def test_rest_calls_never_exceed_the_rate(fake):
 # --------------------------------------------------------------- market hours
 def test_waits_for_the_open(fake, run_bot):
     """Market hours: wait for the open (the clock endpoint)."""
-    fake.open_at = time.time() + 6                       # (the bot must start before it)
+    fake.hours_from_first_read(opens_in=2.5)
     bot = run_bot(ready=False)
     bot.wait_log("market closed: it opens in")
     assert fake.received.data_connections == 0
@@ -205,8 +205,8 @@ def test_waits_for_the_open(fake, run_bot):
 def test_stops_new_orders_before_the_close_and_flattens(fake, run_bot):
     """Stop sending new orders a configurable number of minutes before the close;
     --flatten-at-close sells what the run bought."""
-    fake.close_at = time.time() + 11                     # 6.5 s to start and buy, even on a
-    bot = run_bot("--stop-before-close", "0.075", "--flatten-at-close")  # busy machine; 4.5 s before
+    fake.hours_from_first_read(closes_in=8)              # 5 s to connect and buy, even on a
+    bot = run_bot("--stop-before-close", "0.05", "--flatten-at-close")  # busy machine; 3 s before
     buy_signal(fake, 1000, t=0)
     bot.wait_log(f"FILL BUY {LOT}")
     bot.wait_log("FLATTEN")

@@ -31,9 +31,24 @@ class AccountRoutes:
         body.update(self.account_extra)
         return web.json_response(body)
 
+    def hours_from_first_read(self, opens_in: Optional[float] = None,
+                              closes_in: Optional[float] = None) -> None:
+        """The market opens (closes) this many seconds after the bot first
+        reads the clock, not after the test set it: a test's wait for the
+        close then holds no margin for the bot's own start (the clock, moved
+        by hand, as far as the bot can tell)."""
+        self._hours_pending = (opens_in, closes_in)
+
     async def get_clock(self, request: web.Request) -> web.Response:
         """Alpaca's clock, in New York time, from open_at/close_at."""
         now, day = time.time(), 86400
+        if self._hours_pending is not None:
+            opens_in, closes_in = self._hours_pending
+            self._hours_pending = None
+            if opens_in is not None:
+                self.open_at = now + opens_in
+            if closes_in is not None:
+                self.close_at = now + closes_in
 
         def ny(t: float) -> str:
             return dt.datetime.fromtimestamp(t, dt.timezone(dt.timedelta(hours=-5))).isoformat()

@@ -30,6 +30,7 @@ class FakeAlpaca(AccountRoutes, HistoryRoutes, OrderBook, TradingStream, DataStr
         self.refuse_auth = False
         self.open_at = time.time() - 3600          # the market's hours, epoch seconds
         self.close_at = time.time() + 6 * 3600
+        self._hours_pending: Optional[tuple] = None  # hours_from_first_read()
         self.rate_reset_s = 60                     # X-RateLimit-Reset, from now
         self.account_extra: dict[str, Any] = {}      # e.g. {"trading_blocked": True}
         self.history: dict[str, dict[str, list[dict]]] = {}   # symbol -> quotes/trades, `t`
