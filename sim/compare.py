@@ -141,7 +141,7 @@ def side_by_side(names: tuple[str, str], a: Figures, b: Figures) -> list[str]:
 
 def compare_chart(curves: list[tuple[str, list[tuple[int, float]]]], path: Path,
                   title: str) -> None:
-    """Both versions' P&L (marked to the mid) over time, on one chart."""
+    """Each version's P&L (marked to the mid) over time, on one chart."""
     import datetime as dt
 
     import matplotlib
@@ -149,11 +149,11 @@ def compare_chart(curves: list[tuple[str, list[tuple[int, float]]]], path: Path,
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(12, 4))
-    for (name, points), color in zip(curves, ("tab:blue", "tab:orange")):
+    for i, (name, points) in enumerate(curves):     # C0, C1: tab:blue, tab:orange, ...
         if points:
             ts = [dt.datetime.fromtimestamp(t / 1e9, history.ET).replace(tzinfo=None)
                   for t, _ in points]
-            ax.step(ts, [p for _, p in points], where="post", color=color, label=name)
+            ax.step(ts, [p for _, p in points], where="post", color=f"C{i % 10}", label=name)
     ax.set_ylabel("P&L ($, marked to mid)")
     ax.legend(loc="upper left")
     ax.set_title(title)
