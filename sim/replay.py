@@ -491,6 +491,7 @@ class Planned:
     source: str
     feed: str
     fetch: Callable[[], Path]            # the tape file (downloaded, or from the cache)
+    day: Optional[dt.date] = None        # its trading day (history), for sim.tune's windows
 
 
 def plan(args: argparse.Namespace) -> list[Planned]:
@@ -513,7 +514,7 @@ def plan(args: argparse.Namespace) -> list[Planned]:
                     + ((symbols[0],) if len(groups) > 1 else ()),
                     f"{kind[tuple(symbols)]}, {s.day} {s.start:%H:%M}-{s.end:%H:%M} ET",
                     args.feed, partial(history.tape_for, rest, symbols, s, args.feed, cache,
-                                       not args.quiet))
+                                       not args.quiet), s.day)
             for s in days for symbols in groups]
 
 

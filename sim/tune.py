@@ -4,6 +4,7 @@ never saw.
     python -m sim.tune IMBALANCE_RATIO=1.5,1.8,2.4,3.0 [MIN_PRINT_SIZE=100,300 ...] \\
         --symbol SNAP,MU,AMD --date 2026-10-01..2026-10-31 --test 2026-11-02..2026-11-27 \\
         [--bot PATH] [--by pnl|marked|hit] [--jobs N | --cluster tcp://HOST:8786] [--out DIR]
+    python -m sim.tune KNOB=... --symbol ... --date FIRST..LAST --walk-forward N
 
 Each variant is the script (tick_taker.py, or --bot PATH: your fork) with the
 named top-level constants set, every combination of the values given (at
@@ -17,7 +18,9 @@ rate), chosen on the training range only. Then every variant, and the script
 unmodified, replays --test, and a row each says how they did on days the pick
 was not chosen on, with one line: does the pick still beat the original out
 of sample? Without --test nothing is checked out of sample, and the output
-says so.
+says so. --walk-forward N (instead of --test) cuts --date's trading days into
+consecutive windows of N: each window's pick, chosen on its N days, is judged
+on the next N, and the picks' results are chained against the original's.
 
 --out (default tune-report) gets report.txt, summary.csv (a row per variant
 and range), test-pnl.png (each variant's P&L over the test range) and each
@@ -44,7 +47,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import tick_taker as tt
-from sim import compare, replay, sweep
+from sim import compare, history, replay, sweep
 from sim.bot import SCRIPT, load_rules
 from sim.compare import Figures, combined, compare_chart, share
 from sim.report import table
@@ -154,6 +157,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                    help="the out-of-sample range: not overlapping --date")
     p.add_argument("--bot", type=Path, default=SCRIPT, metavar="SCRIPT",
                    help="the script to tune (default: the tick_taker.py beside sim/)")
+    p.add_argument("--walk-forward", type=tt.in_range(int, 1, 1000), metavar="N",
+                   help="instead of --test: windows of N trading days of --date, each one's "
+                   "pick judged on the next N days, the results chained")
     p.add_argument("--by", choices=tuple(BY), default="pnl",
                    help="what the pick maximizes on the training range (default pnl: realized)")
     p.add_argument("--out", type=Path, default=Path("tune-report"),
@@ -168,6 +174,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         p.error("--latency-ms: one latency for a tune")
     if not args.bot.is_file():
         p.error(f"--bot {args.bot}: no such file")
+    if args.walk_forward and args.test:
+        p.error("--walk-forward makes its own test windows from --date: leave out --test")
     if args.test is not None and None not in args.date + args.test \
             and overlap(args.date, args.test):
         p.error(f"--test {args.test[0]}..{args.test[1]} overlaps --date "
@@ -187,11 +195,11 @@ def score(f: Figures, by: str) -> Fraction:
 
 
 def run_all(args: argparse.Namespace, versions: list[Variant]
-            ) -> list[tuple[list[replay.Planned], list[tuple[Figures, list]]]]:
+            ) -> list[tuple[list[replay.Planned], list[list[tuple[Figures, list]]]]]:
     """Every version over every symbol-day of the training range, then of the
     test range, as tasks of one sweep (sim.replay's machinery: one cluster
-    for both): per range, its symbol-days and each version's summed figures
-    and P&L curve over it."""
+    for both): per range, its symbol-days and, for each, every version's
+    figures and P&L curve."""
     ranges = [("train", args.date)] + ([("test", args.test)] if args.test else [])
     planned = [[dataclasses.replace(p, parts=(name, *p.parts)) for p in replay.plan(
         argparse.Namespace(**{**vars(args), "date": dates}))] for name, dates in ranges]
@@ -210,16 +218,20 @@ def run_all(args: argparse.Namespace, versions: list[Variant]
                      args.cluster, not args.quiet, keep)
     out, first = [], 0
     for each in planned:
-        runs = kept[first:first + len(each)]
+        out.append((each, kept[first:first + len(each)]))
         first += len(each)
-        totals = []
-        for k in range(len(versions)):
-            total = Figures()
-            for day in runs:
-                total = total.add(day[k][0])
-            totals.append((total, combined([day[k][1] for day in runs])))
-        out.append((each, totals))
     return out
+
+
+def summed(per_day: list[list[tuple[Figures, list]]], k: int,
+           which: Optional[list[int]] = None) -> tuple[Figures, list]:
+    """Version k's figures summed over the days (all, or those indexed by
+    `which`) and its P&L curve over them."""
+    chosen = [per_day[i] for i in (range(len(per_day)) if which is None else which)]
+    total = Figures()
+    for day in chosen:
+        total = total.add(day[k][0])
+    return total, combined([day[k][1] for day in chosen])
 
 
 def rows_of(versions: list[Variant], totals: list[tuple[Figures, list]],
@@ -236,51 +248,99 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     versions = [*args.variants, Variant(ORIGINAL, ORIGINAL, args.bot.read_text())]
-    lines: list[str] = []
-    csv_rows: list[list] = []
-    note = ""
     started = time.monotonic()
     with replay.said_plainly("tune") as failed:
         ranges = run_all(args, versions)
-        (days, train), tested = ranges[0], ranges[1:]
         note = replay.data_note([d for each, _ in ranges for d in each])
-        best = max(range(len(args.variants)), key=lambda i: score(train[i][0], args.by))
-        pick = args.variants[best]
-        lines += [f"Training range {span(args.date)}, {len(days)} symbol-day(s): "
-                  f"the pick (*) is the variant best by {BY[args.by]}",
-                  *rows_of(versions, train, pick.label), ""]
-        csv_rows += [["train", v.label, *fig_cells(f)] for v, (f, _) in zip(versions, train)]
-        if not tested:
-            lines.append("nothing was checked out of sample: give --test FIRST..LAST (days "
-                         "after --date) to see whether the pick holds on days it never saw")
-        else:
-            [(_, test)] = tested
-            lines += [f"Test range {span(args.test)} (out of sample: the pick "
-                      "was chosen without these days)", *rows_of(versions, test, pick.label), ""]
-            csv_rows += [["test", v.label, *fig_cells(f)] for v, (f, _) in zip(versions, test)]
-            mine, theirs = test[best][0], test[-1][0]
-            beats = score(mine, args.by) > score(theirs, args.by)
-            lines.append(f"out of sample, the pick ({pick.label}) "
-                         f"{'beats' if beats else 'does NOT beat'} the original by "
-                         f"{BY[args.by]}: {shown(mine, args.by)} against {shown(theirs, args.by)}")
-            compare_chart([(v.label, curve) for v, (_, curve) in zip(versions, test)],
-                          args.out / "test-pnl.png",
-                          "tick-taker tune: each variant's P&L over the test range"
-                          + (" (SYNTHETIC data)" if note else ""))
+        lines, csv_rows = (walk_forward(args, versions, *ranges[0]) if args.walk_forward
+                           else in_and_out_of_sample(args, versions, ranges, note))
     if failed:
         return failed[0]
+    return finish(args, note, lines, csv_rows, sum(len(each) for each, _ in ranges), started,
+                  versions)
+
+
+def in_and_out_of_sample(args: argparse.Namespace, versions: list[Variant], ranges: list,
+                         note: str) -> tuple[list[str], list[list]]:
+    """The training table and its pick; then the test table (and its chart),
+    or a word that nothing was checked out of sample."""
+    (days, per_day), tested = ranges[0], ranges[1:]
+    train = [summed(per_day, k) for k in range(len(versions))]
+    best = max(range(len(args.variants)), key=lambda i: score(train[i][0], args.by))
+    pick = args.variants[best]
+    lines = [f"Training range {span(args.date)}, {len(days)} symbol-day(s): "
+             f"the pick (*) is the variant best by {BY[args.by]}",
+             *rows_of(versions, train, pick.label), ""]
+    csv_rows = [["train", v.label, *fig_cells(f)] for v, (f, _) in zip(versions, train)]
+    if not tested:
+        lines.append("nothing was checked out of sample: give --test FIRST..LAST (days "
+                     "after --date) to see whether the pick holds on days it never saw")
+        return lines, csv_rows
+    [(_, test_days)] = tested
+    test = [summed(test_days, k) for k in range(len(versions))]
+    lines += [f"Test range {span(args.test)} (out of sample: the pick was chosen without "
+              "these days)", *rows_of(versions, test, pick.label), ""]
+    csv_rows += [["test", v.label, *fig_cells(f)] for v, (f, _) in zip(versions, test)]
+    mine, theirs = test[best][0], test[-1][0]
+    beats = score(mine, args.by) > score(theirs, args.by)
+    lines.append(f"out of sample, the pick ({pick.label}) "
+                 f"{'beats' if beats else 'does NOT beat'} the original by "
+                 f"{BY[args.by]}: {shown(mine, args.by)} against {shown(theirs, args.by)}")
+    compare_chart([(v.label, curve) for v, (_, curve) in zip(versions, test)],
+                  args.out / "test-pnl.png", "tick-taker tune: each variant's P&L over the "
+                  "test range" + (" (SYNTHETIC data)" if note else ""))
+    return lines, csv_rows
+
+
+def finish(args: argparse.Namespace, note: str, lines: list[str], csv_rows: list[list],
+           n: int, started: float, versions: list[Variant]) -> int:
+    """The report, printed and written, summary.csv, and the pace."""
     text = note + "\n".join(lines)
     print(text)
     (args.out / "report.txt").write_text(text + "\n")
     with open(args.out / "summary.csv", "w", newline="") as f:
         csv.writer(f).writerows([["range", "variant", "orders", "filled", "realized_usd",
                                   "marked_usd", "signals", "hits_1s"], *csv_rows])
-    n = sum(len(each) for each, _ in ranges)
     print(f"\n{sweep.pace(n, time.monotonic() - started, args, runs=len(versions))}, "
           f"{len(versions)} versions each ({n * len(versions)} replays); wrote "
           f"{args.out / 'report.txt'}, {args.out / 'summary.csv'}"
-          + (f" and {args.out / 'test-pnl.png'}" if tested else ""))
+          + (f" and {args.out / 'test-pnl.png'}" if args.test else ""))
     return 0
+
+
+def walk_forward(args: argparse.Namespace, versions: list[Variant], days: list[replay.Planned],
+                 per_day: list) -> tuple[list[str], list[list]]:
+    """--walk-forward N: the range's trading days in consecutive windows of N,
+    each window's pick (by --by, on its N days) judged on the next N days; the
+    picks' test results chained, against the original's on the same days."""
+    n = args.walk_forward
+    dates = sorted({d.day for d in days})
+    windows = [(dates[i:i + n], dates[i + n:i + 2 * n]) for i in range(0, len(dates) - n, n)]
+    if not windows:
+        raise history.HistoryError(f"--walk-forward {n}: {span(args.date)} has {len(dates)} "
+                                   f"trading day(s); a window and the next need more than {n}")
+    rows, csv_rows, chained, theirs = [], [], Figures(), Figures()
+    for train_dates, test_dates in windows:
+        train_on, test_on = ([i for i, d in enumerate(days) if d.day in chosen]
+                             for chosen in (train_dates, test_dates))
+        fits = [summed(per_day, k, train_on)[0] for k in range(len(args.variants))]
+        best = max(range(len(fits)), key=lambda k: score(fits[k], args.by))
+        mine = summed(per_day, best, test_on)[0]
+        original = summed(per_day, len(versions) - 1, test_on)[0]
+        chained, theirs = chained.add(mine), theirs.add(original)
+        tested = span((test_dates[0], test_dates[-1]))
+        rows.append([span((train_dates[0], train_dates[-1])), tested, versions[best].label,
+                     shown(mine, args.by), shown(original, args.by)])
+        csv_rows += [[f"test {tested}", versions[best].label, *fig_cells(mine)],
+                     [f"test {tested}", ORIGINAL, *fig_cells(original)]]
+    beats = score(chained, args.by) > score(theirs, args.by)
+    return [f"Walk-forward over {span(args.date)}: windows of {n} trading day(s); each "
+            f"window's pick, by {BY[args.by]} on its days, is judged on the next {n}",
+            *table(["trained on", "tested on", "pick", "pick, tested", "original, tested"],
+                   rows), "",
+            f"chained over {len(windows)} window(s), the picks "
+            f"{'beat' if beats else 'do NOT beat'} the original out of sample: "
+            f"{shown(chained, args.by)} against {shown(theirs, args.by)}"], csv_rows
 
 
 def span(dates: tuple) -> str:

@@ -85,6 +85,7 @@ def test_without_a_test_range_it_says_nothing_was_checked_out_of_sample(alpaca, 
     (["MIN_PRINT_SIZE=1.5"], "not a value MIN_PRINT_SIZE can take"),
     (["REGULAR_CONDITIONS=@"], "only numbers"),
     ([f"MIN_PRINT_SIZE={','.join(map(str, range(1, 202)))}"], "at most 200"),
+    ([*GRID, "--walk-forward", "1", "--test", TEST], "leave out --test"),
 ])
 def test_bad_input_is_said_in_one_line(args, message, capsys):
     """Overlapping ranges, a knob that is not a top-level constant, a value of the
@@ -102,3 +103,29 @@ def test_a_range_with_no_market_days_is_said_in_one_line(alpaca, tmp_path, capsy
                "--out", str(tmp_path / "t")) == 2
     err = capsys.readouterr().err
     assert "no trading session" in err and len(err.strip().splitlines()) == 1
+
+
+def test_walk_forward_picks_on_each_window_and_chains_the_next_windows_results(tmp_path):
+    """--walk-forward N: each window's pick is chosen on its N days and judged on the
+    next N; the picks' test results are chained against the original's."""
+    import argparse
+    import datetime as dt
+    from fractions import Fraction
+
+    from sim import replay
+    from sim.compare import Figures
+    days = [replay.Planned((), "", "sip", lambda: None, dt.date(2026, 11, d))
+            for d in (23, 24, 25, 26)]
+    # Realized cents per day: variant A wins days 23 and 25, B days 24 and 26.
+    cents = {"A": (300, -100, 200, -50), "B": (-100, 400, -300, 100), tune.ORIGINAL: (0, 10, 20, 30)}
+    versions = [tune.Variant(name, name, "") for name in cents]
+    per_day = [[(Figures(orders=1, realized=Fraction(cents[v.label][i])), [])
+                for v in versions] for i in range(len(days))]
+    args = argparse.Namespace(walk_forward=1, by="pnl", variants=versions[:2],
+                              date=(days[0].day, days[-1].day))
+    lines, rows = tune.walk_forward(args, versions, days, per_day)
+    picks = [r[1] for r in rows if r[1] != tune.ORIGINAL]
+    assert picks == ["A", "B", "A"]          # trained on 23, 24, 25: each day's best
+    # ... tested on 24, 25, 26: A on 24 (-$1), B on 25 (-$3), A on 26 (-$0.50)
+    assert lines[-1].endswith("-$4.50 against +$0.60")
+    assert "do NOT beat" in lines[-1]
