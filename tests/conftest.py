@@ -44,8 +44,9 @@ def bot(run_bot):
 # The files whose tests take longest (sweeps start Dask's workers; replays run
 # thousands of events): run first, so that no worker starts one near the end
 # while the others sit idle (longest first, the classic way to pack a queue).
-SLOW_FIRST = ("test_sweep.py", "test_history.py", "test_replay.py", "test_contract.py",
-              "test_money_edges.py", "test_order_life.py", "test_resilience.py")
+SLOW_FIRST = ("test_tune.py", "test_sweep.py", "test_history.py", "test_replay.py",
+              "test_contract.py", "test_money_edges.py", "test_order_life.py",
+              "test_resilience.py", "test_simulator.py")
 
 
 def pytest_collection_modifyitems(items):

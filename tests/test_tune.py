@@ -4,20 +4,25 @@ pick never saw (docs/replay.md, "Tune a knob"). Against the simulator's
 made-up symbol-days: no account."""
 from __future__ import annotations
 
+import argparse
 import csv
+import datetime as dt
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 import tick_taker as tt
-from sim import compare, tune
+from sim import compare, replay, tune
 from sim.alpaca.history import SYNTHETIC
 from sim.bot import SCRIPT
+from sim.compare import Figures
 
 pytestmark = pytest.mark.timeout(300)    # two local clusters and a dozen replays
 WINDOW = ["--start", "10:00", "--end", "10:15"]
 TRAIN, TEST = "2026-11-23..2026-11-24", "2026-11-25"
+DAY = dt.date(2026, 11, 25)
 # Two knobs, two values each, from the shipped constants (a fork's knobs too).
 GRID = [f"IMBALANCE_RATIO={tt.IMBALANCE_RATIO},{tt.IMBALANCE_RATIO * 2}",
         f"MIN_PRINT_SIZE={tt.MIN_PRINT_SIZE},{2 * tt.MIN_PRINT_SIZE}"]
@@ -71,12 +76,16 @@ def test_a_two_knob_grid_picks_the_training_best_and_tests_like_compare(alpaca, 
         assert int(orders[k].replace(",", "")) == int(test[name]["orders"])
 
 
-def test_without_a_test_range_it_says_nothing_was_checked_out_of_sample(alpaca, tmp_path,
-                                                                       capsys):
-    """With no --test, it says plainly that nothing was checked out of sample."""
-    assert run(tmp_path, f"MIN_PRINT_SIZE={tt.MIN_PRINT_SIZE}", "--symbol", SYNTHETIC[0],
-               "--date", TEST, *WINDOW, "--out", str(tmp_path / "t")) == 0
-    assert "nothing was checked out of sample" in capsys.readouterr().out
+def test_without_a_test_range_it_says_nothing_was_checked_out_of_sample():
+    """With no --test, it says plainly that nothing was checked out of sample (and
+    the pick is still the training range's best)."""
+    versions = [tune.Variant(name, name, "") for name in ("A", "B", tune.ORIGINAL)]
+    per_day = [[(Figures(orders=1, realized=Fraction(c)), []) for c in (100, 300, 500)]]
+    args = argparse.Namespace(by="pnl", variants=versions[:2], date=(DAY, DAY), test=None)
+    lines, rows = tune.in_and_out_of_sample(args, versions, [([DAY], per_day)], "")
+    assert "nothing was checked out of sample" in lines[-1]
+    assert [r[1] for r in rows] == ["A", "B", tune.ORIGINAL]
+    assert re.search(r"^\s+\* B\s", "\n".join(lines), re.M)      # not the original's 500
 
 
 @pytest.mark.parametrize("args, message", [
@@ -108,12 +117,6 @@ def test_a_range_with_no_market_days_is_said_in_one_line(alpaca, tmp_path, capsy
 def test_walk_forward_picks_on_each_window_and_chains_the_next_windows_results(tmp_path):
     """--walk-forward N: each window's pick is chosen on its N days and judged on the
     next N; the picks' test results are chained against the original's."""
-    import argparse
-    import datetime as dt
-    from fractions import Fraction
-
-    from sim import replay
-    from sim.compare import Figures
     days = [replay.Planned((), "", "sip", lambda: None, dt.date(2026, 11, d))
             for d in (23, 24, 25, 26)]
     # Realized cents per day: variant A wins days 23 and 25, B days 24 and 26.
