@@ -309,25 +309,40 @@ def book_marks(books: dict[str, tuple[list[int], list]]) -> list[tuple[int, str,
 def pnl_curve(marks: list[tuple[int, str, Fraction]],
               outcomes: dict[str, Outcome]) -> list[tuple[int, float]]:
     """The run's P&L over time, all symbols, in dollars: realized (average
-    cost) plus what is held marked to its symbol's mid, at each mark."""
+    cost) plus what is held marked to its symbol's mid, at each mark. Kept as
+    one exact total, changed by each fill and by each mark of a symbol with
+    shares held (a mark of a flat symbol changes nothing): a day's marks are
+    tens of thousands."""
     fills = sorted((t, s, side, n, p) for s, o in outcomes.items()
                    for t, side, n, p in o.executions)
     state = {s: [0, Fraction(0), Fraction(0), Fraction(0)]       # held, cost, realized, mid
              for s in {*outcomes, *(m[1] for m in marks)}}
+
+    def value(s: str) -> Fraction:
+        held, cost, real, mid = state[s]
+        return real + held * mid - cost
+
+    total, dollars = Fraction(0), 0.0
     points, i = [], 0
     for t, symbol, mid in marks:
         while i < len(fills) and fills[i][0] <= t:
             _, s, side, n, p = fills[i]
+            before = value(s)
             held, cost, real, _ = state[s]
             if side == "buy":
                 state[s][0:2] = [held + n, cost + n * p]
             else:
                 avg = cost / held if held else Fraction(0)
                 state[s][0:3] = [held - n, cost - n * avg, real + n * (p - avg)]
+            total += value(s) - before
+            dollars = float(total) / 100
             i += 1
-        state[symbol][3] = mid
-        total = sum(real + held * m - cost for held, cost, real, m in state.values())
-        points.append((t, float(total) / 100))
+        st = state[symbol]
+        if st[0] and mid != st[3]:
+            total += st[0] * (mid - st[3])
+            dollars = float(total) / 100
+        st[3] = mid
+        points.append((t, dollars))
     return points
 
 
@@ -341,8 +356,13 @@ def chart(books: dict[str, tuple[list[int], list]], outcomes: dict[str, Outcome]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def when(t: int) -> dt.datetime:
-        return dt.datetime.fromtimestamp(t / 1e9, ET).replace(tzinfo=None)
+    # Times as matplotlib's dates (days since 1970, New York's wall clock: one
+    # offset serves a session), not datetime objects: a day's tens of
+    # thousands of points would each be converted.
+    offset_s = dt.datetime.fromtimestamp(span[0] / 1e9, ET).utcoffset().total_seconds()
+
+    def when(t: int) -> float:
+        return (t / 1e9 + offset_s) / 86400
 
     symbols = sorted(books)
     ratios = [r for _ in symbols for r in (3, 1)] + [1.2]
@@ -380,6 +400,7 @@ def chart(books: dict[str, tuple[list[int], list]], outcomes: dict[str, Outcome]
     if points:
         bottom.step(*zip(*points), where="post", color="tab:purple")
     bottom.set_ylabel("P&L ($)")
+    bottom.xaxis_date()
     axes[0].set_title(title)
     save_time_chart(fig, bottom, path)
 
