@@ -1,8 +1,8 @@
 """Mutation check, run on demand (not in CI): break one rule at a time in a
 copy of the repo and confirm the test suite catches it.
 
-    pipenv run python -m tests.mutants            # all mutants, several minutes
-    pipenv run python -m tests.mutants lot-size   # some of them
+    pipenv run python -m tests.mutants            # all mutants: a few hours on 2 cores
+    pipenv run python -m tests.mutants lot-size   # some of them (a minute or two each)
 
 Prints, for each mutant, whether it was caught and by which tests. A mutant
 names code as it reads with indentation and trailing comments stripped, so
