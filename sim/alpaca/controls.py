@@ -25,14 +25,9 @@ class Controls:
 
         Quotes also move the matching engine's book.
         """
-        for m in messages:
-            if m["T"] == "q":
-                self.book[m["S"]] = (round(m["bp"] * 100), round(m["ap"] * 100), m["bs"], m["as"])
-        self.call(self._broadcast_data, list(messages))
+        self.call(self._market_frame, list(messages))
         for see in self.on_push:
             see(list(messages))
-        for symbol in {m["S"] for m in messages if m["T"] == "q"}:
-            self.call(self._fill_waiting_market_orders, symbol)
 
     def wait_until(self, predicate: Callable[[], Any], what: str, timeout: float = WAIT_S,
                    hopeless: Optional[Callable[[], Optional[str]]] = None) -> Any:

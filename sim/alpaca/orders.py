@@ -129,6 +129,17 @@ class OrderBook:
                                price=money(price), qty=str(shares), position_qty=str(pos[0]),
                                execution_id=str(uuid.uuid4()))
 
+    async def _market_frame(self, messages: list[dict]) -> None:
+        """A frame of market data, pushed by a test or played from a tape: each
+        quote moves its symbol's book, the frame goes to every subscribed
+        client, then market orders waiting for a side of the book fill."""
+        for m in messages:
+            if m["T"] == "q":
+                self.book[m["S"]] = (round(m["bp"] * 100), round(m["ap"] * 100), m["bs"], m["as"])
+        await self._broadcast_data(messages)
+        for symbol in {m["S"] for m in messages if m["T"] == "q"}:
+            await self._fill_waiting_market_orders(symbol)
+
     async def _fill_waiting_market_orders(self, symbol: str) -> None:
         """A market order that found its side of the book empty (no bid to
         sell to) fills against the next quote that shows one."""

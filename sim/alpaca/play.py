@@ -190,11 +190,8 @@ class TapePlayer:
             await self._play_frame(frame)
 
     async def _play_frame(self, frame: list[dict]) -> None:
+        """A frame stamped with the local clock, as if it had just printed."""
         now = time.time_ns()
         for m in frame:
             m["t"] = now
-            if m["T"] == "q":
-                self.book[m["S"]] = (round(m["bp"] * 100), round(m["ap"] * 100), m["bs"], m["as"])
-        await self._broadcast_data(frame)
-        for symbol in {m["S"] for m in frame if m["T"] == "q"}:
-            await self._fill_waiting_market_orders(symbol)
+        await self._market_frame(frame)
