@@ -135,11 +135,6 @@ def variants(grid: list[str], script: Path) -> list[Variant]:
             edited[first - 1:last] = [f"{name} = {source}  # set by sim.tune\n"]
         label = " ".join(f"{name}={raw}" for (name, _), (raw, _) in zip(axes, combo))
         out.append(Variant(label, f"v{i:02d}", "".join(edited)))
-    for v in out:                        # a value the script itself refuses (say LOT = 0)
-        try:
-            compile(v.text, v.label, "exec")
-        except SyntaxError as exc:
-            raise TuneError(f"{v.label}: {exc.msg}") from None
     return out
 
 
@@ -194,6 +189,11 @@ def score(f: Figures, by: str) -> Fraction:
     return f.realized if by == "pnl" else f.marked
 
 
+def pick(fits: list[Figures], by: str) -> int:
+    """The variant best by `by` (the first of equals): the one rule of a pick."""
+    return max(range(len(fits)), key=lambda k: score(fits[k], by))
+
+
 def run_all(args: argparse.Namespace, versions: list[Variant]
             ) -> list[tuple[list[replay.Planned], list[list[tuple[Figures, list]]]]]:
     """Every version over every symbol-day of the training range, then of the
@@ -235,9 +235,9 @@ def summed(per_day: list[list[tuple[Figures, list]]], k: int,
 
 
 def rows_of(versions: list[Variant], totals: list[tuple[Figures, list]],
-            pick: str) -> list[str]:
+            starred: str) -> list[str]:
     """A row per version: what it did over a range; the pick starred."""
-    rows = [[("* " if v.label == pick else "  ") + v.label, f"{f.orders:,}",
+    rows = [[("* " if v.label == starred else "  ") + v.label, f"{f.orders:,}",
              share(f.filled, f.orders), tt.signed_dollars(f.realized), tt.signed_dollars(f.marked),
              share(f.hits_1s, f.signals)] for v, (f, _) in zip(versions, totals)]
     return table(["variant", "orders", "filled", "realized P&L", "marked to mid",
@@ -266,11 +266,11 @@ def in_and_out_of_sample(args: argparse.Namespace, versions: list[Variant], rang
     or a word that nothing was checked out of sample."""
     (days, per_day), tested = ranges[0], ranges[1:]
     train = [summed(per_day, k) for k in range(len(versions))]
-    best = max(range(len(args.variants)), key=lambda i: score(train[i][0], args.by))
-    pick = args.variants[best]
+    best = pick([f for f, _ in train[:len(args.variants)]], args.by)
+    chosen = args.variants[best]
     lines = [f"Training range {span(args.date)}, {len(days)} symbol-day(s): "
              f"the pick (*) is the variant best by {BY[args.by]}",
-             *rows_of(versions, train, pick.label), ""]
+             *rows_of(versions, train, chosen.label), ""]
     csv_rows = [["train", v.label, *fig_cells(f)] for v, (f, _) in zip(versions, train)]
     if not tested:
         lines.append("nothing was checked out of sample: give --test FIRST..LAST (days "
@@ -279,11 +279,11 @@ def in_and_out_of_sample(args: argparse.Namespace, versions: list[Variant], rang
     [(_, test_days)] = tested
     test = [summed(test_days, k) for k in range(len(versions))]
     lines += [f"Test range {span(args.test)} (out of sample: the pick was chosen without "
-              "these days)", *rows_of(versions, test, pick.label), ""]
+              "these days)", *rows_of(versions, test, chosen.label), ""]
     csv_rows += [["test", v.label, *fig_cells(f)] for v, (f, _) in zip(versions, test)]
     mine, theirs = test[best][0], test[-1][0]
     beats = score(mine, args.by) > score(theirs, args.by)
-    lines.append(f"out of sample, the pick ({pick.label}) "
+    lines.append(f"out of sample, the pick ({chosen.label}) "
                  f"{'beats' if beats else 'does NOT beat'} the original by "
                  f"{BY[args.by]}: {shown(mine, args.by)} against {shown(theirs, args.by)}")
     compare_chart([(v.label, curve) for v, (_, curve) in zip(versions, test)],
@@ -323,8 +323,8 @@ def walk_forward(args: argparse.Namespace, versions: list[Variant], days: list[r
     for train_dates, test_dates in windows:
         train_on, test_on = ([i for i, d in enumerate(days) if d.day in chosen]
                              for chosen in (train_dates, test_dates))
-        fits = [summed(per_day, k, train_on)[0] for k in range(len(args.variants))]
-        best = max(range(len(fits)), key=lambda k: score(fits[k], args.by))
+        best = pick([summed(per_day, k, train_on)[0] for k in range(len(args.variants))],
+                    args.by)
         mine = summed(per_day, best, test_on)[0]
         original = summed(per_day, len(versions) - 1, test_on)[0]
         chained, theirs = chained.add(mine), theirs.add(original)
