@@ -62,6 +62,7 @@ import collections
 import datetime
 import functools
 import gc
+import hashlib
 import ipaddress
 import itertools
 import json
@@ -944,7 +945,12 @@ CREATE TABLE IF NOT EXISTS runs (
     feed TEXT NOT NULL,
     max_loss_cents INTEGER,
     exit_code INTEGER,
-    marks TEXT                         -- JSON: each symbol's last mid (cents) at the end
+    marks TEXT,                        -- JSON: each symbol's last mid (cents) at the end
+    script_sha256 TEXT                 -- the script it ran: its text is in `scripts`
+);
+CREATE TABLE IF NOT EXISTS scripts (   -- each script a run ran, once: what sim.drift replays
+    sha256 TEXT PRIMARY KEY,
+    text TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS signals (
     run_id TEXT NOT NULL,
@@ -988,7 +994,7 @@ CREATE TABLE IF NOT EXISTS fills (
     exchange_ns INTEGER,               -- its order's print, to line up with market data
     position_after INTEGER NOT NULL    -- this run's shares of the symbol after it
 );
-CREATE TABLE IF NOT EXISTS events (
+CREATE TABLE IF NOT EXISTS events (   -- terminal events, and `new`: Alpaca's first word
     run_id TEXT NOT NULL, client_order_id TEXT NOT NULL, event TEXT NOT NULL, at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS signals_run ON signals (run_id);
@@ -1003,7 +1009,8 @@ CREATE TABLE IF NOT EXISTS checks (
 );
 """
 J_RUN = ("INSERT INTO runs (run_id, started_at, symbols, quantity, endpoint, feed, "
-         "max_loss_cents) VALUES (?, ?, ?, ?, ?, ?, ?)")
+         "max_loss_cents, script_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+J_SCRIPT = "INSERT OR IGNORE INTO scripts (sha256, text) VALUES (?, ?)"
 J_RUN_END = "UPDATE runs SET ended_at = ?, exit_code = ?, marks = ? WHERE run_id = ?"
 J_SIGNAL = ("INSERT INTO signals (run_id, seq, symbol, exchange_time, exchange_ns, side, "
             "level_bid_cents, level_ask_cents, bid_size, ask_size, print_cents, print_size, "
@@ -1024,8 +1031,28 @@ J_EVENT = "INSERT INTO events (run_id, client_order_id, event, at) VALUES (?, ?,
 J_CHECK = ("INSERT INTO checks (run_id, at, endpoint, feed, rest_p50_ms, rest_p95_ms, "
            "data_age_p50_ms, data_age_p95_ms, order_round_trip_ms, passed) "
            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+JOURNAL_ADDED = (("runs", "script_sha256", "TEXT"),)   # columns older journals lack
 JOURNAL_FLUSH_S = 0.5                # committed this often: a crash loses at most a second
 JOURNAL_BUSY_S = 10.0                # another bot writing the same file: wait this long
+
+
+def upgrade(db: sqlite3.Connection) -> None:
+    """A journal written by an older tick_taker.py gets the columns added since
+    (its old runs keep them empty), so one file serves every version."""
+    for table, column, kind in JOURNAL_ADDED:
+        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+            try:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            except sqlite3.OperationalError as exc:   # another bot added it a moment ago
+                if "duplicate column" not in str(exc):
+                    raise
+
+
+def script_copy() -> tuple[str, str]:
+    """This script's SHA-256 and text, as it is now: the journal keeps them, so
+    that a later edit does not change what sim.drift replays."""
+    data = Path(__file__).read_bytes()
+    return hashlib.sha256(data).hexdigest(), data.decode("utf-8", "replace")
 
 
 def utc_now() -> str:
@@ -1058,6 +1085,7 @@ class Journal:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(JOURNAL_SCHEMA)
+                upgrade(self._db)
                 break
             except sqlite3.OperationalError as exc:
                 # Another bot creating the same fresh file holds it for a moment
@@ -1466,8 +1494,9 @@ class OrderDesk:
         known, notional = order.order_id, order.notional_cents
         delta = position.on_update(coid, update.event, update.filled_qty,
                                    update.filled_avg_cents, update.order_id)
-        if known is None and order.order_id is not None:
+        if known is None and order.order_id is not None:     # Alpaca's first word of it
             self.journal.add(J_ORDER_ID, order.order_id, coid)
+            self.journal.add(J_EVENT, self.run_id, coid, "new", utc_now())
         if delta:
             # This execution's price: the stream says; a look-up gives only the
             # cumulative average, from which the new shares' price follows.
@@ -2425,9 +2454,11 @@ class TickTaker(StartupChecks, StreamSession, RunGuards, Shutdown):
     async def run(self) -> int:
         """Trade until `stop` is set (Ctrl+C, the close) or a fatal error;
         return the exit code."""
+        sha, text = script_copy()
+        self.journal.add(J_SCRIPT, sha, text)
         self.journal.add(J_RUN, self.run_id, utc_now(), ",".join(self.cfg.symbols),
                          self.cfg.quantity, self.cfg.base_url, self.cfg.feed,
-                         self.cfg.max_loss_cents)
+                         self.cfg.max_loss_cents, sha)
         starting = asyncio.create_task(self.start())
         stopper = asyncio.create_task(self.stop.wait())
         await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)

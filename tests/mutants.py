@@ -188,6 +188,10 @@ MUTANTS = {
                                  "if True:"),
     "journal-written-only-at-exit": ("closing = self._closing.wait(JOURNAL_FLUSH_S)",
                                      "closing = self._closing.wait(3600)"),
+    "journal-keeps-no-script": ("self.journal.add(J_SCRIPT, sha, text)", "pass"),
+    "old-journal-not-upgraded": ("upgrade(self._db)\nbreak", "break"),
+    "journal-no-new-event": ('self.journal.add(J_EVENT, self.run_id, coid, "new", utc_now())',
+                             "pass"),
     "mid-due-second-skipped": ('if isinstance(t, str) and t[-1:] == "Z" and t[:19] < second:',
                                'if isinstance(t, str) and t[-1:] == "Z" and t[:19] <= second:'),
     # -- several symbols

@@ -3,6 +3,7 @@ SQLite file, checked against the fake Alpaca's own books; killed bots,
 shared files, and the report of a journal."""
 from __future__ import annotations
 
+import hashlib
 import signal
 import sqlite3
 import time
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+import tick_taker as tt
 from sim import replay
+from sim.bot import SCRIPT
 from sim.alpaca import FakeAlpaca, FillPolicy, quote, trade
 from sim.report import journal_report, main as report_main, read_journal
 from tests.helpers import (AFTER_MS, HEAVY, LIGHT, LOT, MS, ODD, PRINT, SYMBOL, T0, TICK, arm, at,
@@ -30,8 +33,8 @@ def rows(path: Path, sql: str, *params) -> list[dict]:
 
 def test_journal_orders_and_fills_equal_the_fakes(fake, run_bot, tmp_path):
     """Every run records its signals (sent or why not), orders (ids, side, qty,
-    limit, sent and answered times, outcome), fills and terminal events: they
-    equal the fake's orders and fills."""
+    limit, sent and answered times, outcome), fills, Alpaca's first word of
+    each order and terminal events: they equal the fake's orders and fills."""
     bot = run_bot(quantity=2 * LOT)
     fake.policies = [FillPolicy(pieces=(ODD, LOT - ODD)), FillPolicy(shares=0)]
     buy_signal(fake, 1000, t=0)                          # filled in two executions
@@ -74,9 +77,15 @@ def test_journal_orders_and_fills_equal_the_fakes(fake, run_bot, tmp_path):
     assert [s["why_not"] for s in signals] == [None, None, None, None, "nothing to sell", None]
     assert [s["client_order_id"] for s in signals if s["client_order_id"]] == [
         o["client_order_id"] for o in orders]
-    events = rows(db, "SELECT event FROM events ORDER BY rowid")
+    events = rows(db, "SELECT event FROM events WHERE event != 'new' ORDER BY rowid")
     assert [e["event"] for e in events] == ["fill", "canceled", "refused: HTTP 403 "
                                             "insufficient buying power", "fill", "fill"]
+    # Alpaca's first word of each order it placed, after the order was sent.
+    news = rows(db, "SELECT o.client_order_id, o.sent_at, e.at FROM events e JOIN orders o "
+                "USING (client_order_id) WHERE e.event = 'new' ORDER BY e.rowid")
+    assert [n["client_order_id"] for n in news] == [o["client_order_id"] for o in orders
+                                                    if o["client_order_id"] in placed]
+    assert all(n["sent_at"] <= n["at"] for n in news)
 
 
 def test_mid_one_and_ten_seconds_after_a_signal_is_recorded(fake, bot, tmp_path):
@@ -92,6 +101,27 @@ def test_mid_one_and_ten_seconds_after_a_signal_is_recorded(fake, bot, tmp_path)
     stop_cleanly(bot)
     [s] = rows(tmp_path / "tick-taker.db", "SELECT * FROM signals")
     assert (s["mid_cents"], s["mid_1s_cents"], s["mid_10s_cents"]) == (1000 + TICK / 2, 1001.5, 1003.5)
+
+
+def test_an_older_journal_gains_the_script_of_each_new_run(fake, run_bot, tmp_path):
+    """Every run keeps a copy of the script it ran (its SHA-256 in `runs`, its
+    text in `scripts`), also in a journal an older tick_taker.py wrote."""
+    old = tmp_path / "old.db"
+    db = sqlite3.connect(old)
+    db.executescript(tt.JOURNAL_SCHEMA)
+    db.execute("ALTER TABLE runs DROP COLUMN script_sha256")   # as journals were before
+    db.execute("DROP TABLE scripts")
+    db.execute("INSERT INTO runs (run_id, started_at, symbols, quantity, endpoint, feed) "
+               "VALUES ('earlier', '2026-12-01T15:00:00.000Z', 'MU', 500, 'x', 'iex')")
+    db.commit()
+    db.close()
+    for _ in range(2):                                   # two runs: the text kept once
+        stop_cleanly(run_bot("--journal", str(old)))
+    text = SCRIPT.read_text()
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    runs = rows(old, "SELECT run_id, script_sha256 FROM runs ORDER BY rowid")
+    assert [r["script_sha256"] for r in runs] == [None, sha, sha]
+    assert rows(old, "SELECT * FROM scripts") == [{"sha256": sha, "text": text}]
 
 
 def test_killed_bot_leaves_a_readable_journal_up_to_the_last_second(fake, bot, tmp_path):
