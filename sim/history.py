@@ -53,6 +53,10 @@ class HistoryError(Exception):
     """A download that cannot be done, with a message saying why and what to try."""
 
 
+class RecentSipError(HistoryError):
+    """The plan does not permit SIP data of the last 15 minutes."""
+
+
 @dataclass(frozen=True)
 class Session:
     """One trading day's window to replay, in New York time."""
@@ -88,7 +92,7 @@ def made_up(rest: REST, symbols: list[str]) -> bool:
     these symbols' assets SYNTHETIC: their data is made up, and every report
     says so. Alpaca itself is not asked (a delisted symbol has history but
     no asset)."""
-    if urlparse(str(rest._base_url)).hostname not in LOCAL_HOSTS:
+    if not simulated(rest):
         return False
     try:
         return any(rest.get_asset(s).name.startswith(SYNTHETIC_MARK) for s in symbols)
@@ -96,12 +100,27 @@ def made_up(rest: REST, symbols: list[str]) -> bool:
         return False
 
 
+def simulated(rest: REST) -> bool:
+    """Whether the keys point at a server on this machine (the simulated Alpaca)."""
+    return urlparse(str(rest._base_url)).hostname in LOCAL_HOSTS
+
+
+SYNTHETIC_DATA = "SYNTHETIC data made up by the simulated Alpaca"
+
+
+def source(rest: REST, symbols: list[str], feed: str) -> str:
+    """Where these symbols' history comes from, as reports name it."""
+    if made_up(rest, symbols):
+        return SYNTHETIC_DATA
+    return f"{'the simulated Alpaca' if simulated(rest) else 'Alpaca'} {feed.upper()} history"
+
+
 def explain(exc: BaseException, feed: str) -> HistoryError:
     """An SDK or network error, as a message a user can act on."""
     status = tt.http_status(exc)
     text = str(exc)
     if "recent SIP" in text:
-        return HistoryError(
+        return RecentSipError(
             "your Alpaca plan does not permit recent SIP data: use --feed iex, or an --end "
             "at least 15 minutes ago")
     if status in (401, 403):

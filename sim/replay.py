@@ -508,8 +508,7 @@ def plan(args: argparse.Namespace) -> list[Planned]:
     days = history.sessions(rest, first, last, args.start, args.end)
     cache = args.cache or history.default_cache()
     groups = [args.symbol] if args.together else [[symbol] for symbol in args.symbol]
-    kind = {tuple(g): SYNTHETIC_DATA if history.made_up(rest, g)
-            else f"Alpaca {args.feed.upper()} history" for g in groups}
+    kind = {tuple(g): history.source(rest, g, args.feed) for g in groups}
     return [Planned(((s.day.isoformat(),) if len(days) > 1 else ())
                     + ((symbols[0],) if len(groups) > 1 else ()),
                     f"{kind[tuple(symbols)]}, {s.day} {s.start:%H:%M}-{s.end:%H:%M} ET",
@@ -518,7 +517,7 @@ def plan(args: argparse.Namespace) -> list[Planned]:
             for s in days for symbols in groups]
 
 
-SYNTHETIC_DATA = "SYNTHETIC data made up by the simulated Alpaca"
+SYNTHETIC_DATA = history.SYNTHETIC_DATA
 
 
 def data_note(days: list) -> str:

@@ -12,6 +12,10 @@ One aiohttp server serves the three things the bot talks to:
   frame. JSON text frames by default; msgpack binary frames (timestamps as
   msgpack Timestamp) when the handshake carries
   `Content-Type: application/msgpack`, as the SDK's own Stream sends.
+- The market-data history at /v2/stocks/...: tapes loaded, made-up
+  symbol-days, and every quote and trade the stream sent (pushed by a test
+  or played live), as Alpaca's history holds what its stream sent: a run
+  against the simulator can be replayed from it (sim.drift).
 
 Wire facts come from the project's notes on Alpaca's protocol; where those
 were unsure, alpaca-trade-api 3.2's own parsing decided.

@@ -6,10 +6,12 @@
 as live market data, in its own time x --speed, from the start again at its
 end; --synthetic plays a made-up hour of SYNTH1 the same way. Either way the
 market is open, orders fill against the quotes played (the fill assumptions
-in sim/alpaca/__init__.py), and `tick_taker.py --check` passes against it.
+in sim/alpaca/__init__.py), `tick_taker.py --check` passes against it, and
+what it played is its history (`python -m sim.drift` replays a run on it).
 --history serves the bundled MSFT hour and made-up symbol-days of SYNTH1,
 SYNTH2 and SYNTH3 (any weekday) through the historical routes, so sweeps
-and comparisons run without an account.
+and comparisons run without an account (with --synthetic, SYNTH1's history
+is only what it plays).
 """
 from __future__ import annotations
 
@@ -60,7 +62,9 @@ def main() -> None:
     fake = FakeAlpaca()
     if args.history:
         fake.load_history(Tape(BUNDLED))
-        fake.serve_synthetic()
+        fake.serve_synthetic(tuple(s for s in SYNTHETIC if not args.synthetic or s != LIVE_SYMBOL))
+    if args.synthetic:                  # made up too, its history only what it plays
+        fake.serve_synthetic((LIVE_SYMBOL,), days=False)
 
     async def run(tape: Optional[Tape]) -> None:
         await fake.serve(args.port)

@@ -46,10 +46,12 @@ def synthetic_seed(symbol: str, day: dt.date) -> int:
 class HistoryRoutes:
     """GET /v2/stocks/{symbol}/quotes|trades and /v2/stocks/quotes|trades."""
 
-    def serve_synthetic(self, symbols: tuple[str, ...] = SYNTHETIC) -> None:
+    def serve_synthetic(self, symbols: tuple[str, ...] = SYNTHETIC, days: bool = True) -> None:
         """Serve made-up symbol-days of `symbols` (any weekday) through the
-        historical routes; their assets are named SYNTHETIC_NAME."""
-        self.synthetic_symbols |= set(symbols)
+        historical routes (`days` False: only what is played of them); their
+        assets are named SYNTHETIC_NAME."""
+        if days:
+            self.synthetic_symbols |= set(symbols)
         self.universe |= set(symbols)
         for symbol in symbols:
             self.assets[symbol] = {**(self.assets.get(symbol) or {}), "name": SYNTHETIC_NAME}

@@ -132,10 +132,16 @@ class OrderBook:
     async def _market_frame(self, messages: list[dict]) -> None:
         """A frame of market data, pushed by a test or played from a tape: each
         quote moves its symbol's book, the frame goes to every subscribed
-        client, then market orders waiting for a side of the book fill."""
+        client, then market orders waiting for a side of the book fill. Its
+        quotes and trades join the history the data API serves, as what the
+        stream sent joins Alpaca's (sim.drift replays a run from it)."""
         for m in messages:
             if m["T"] == "q":
                 self.book[m["S"]] = (round(m["bp"] * 100), round(m["ap"] * 100), m["bs"], m["as"])
+            if m["T"] in ("q", "t") and isinstance(m["t"], int):
+                self.history.setdefault(m["S"], {"quotes": [], "trades": []})[
+                    "quotes" if m["T"] == "q" else "trades"].append(
+                    {k: v for k, v in m.items() if k not in ("T", "S")})
         await self._broadcast_data(messages)
         for symbol in {m["S"] for m in messages if m["T"] == "q"}:
             await self._fill_waiting_market_orders(symbol)

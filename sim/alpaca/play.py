@@ -190,8 +190,11 @@ class TapePlayer:
             await self._play_frame(frame)
 
     async def _play_frame(self, frame: list[dict]) -> None:
-        """A frame stamped with the local clock, as if it had just printed."""
-        now = time.time_ns()
-        for m in frame:
-            m["t"] = now
+        """A frame stamped with the local clock, as if it had just printed:
+        each event its own nanosecond, in the order sent (never back in time),
+        so that the history it leaves keeps that order."""
+        now = max(time.time_ns(), self._last_stamp + 1)
+        for k, m in enumerate(frame):
+            m["t"] = now + k
+        self._last_stamp = now + len(frame) - 1
         await self._market_frame(frame)

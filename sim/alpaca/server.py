@@ -56,6 +56,7 @@ class FakeAlpaca(AccountRoutes, HistoryRoutes, OrderBook, TradingStream, DataStr
         self.faults: dict[tuple[str, str], Fault] = {}
         self.latency_s: dict[tuple[str, str], float] = {}
         self.book: dict[str, tuple[int, int, int, int]] = {}    # bid, ask, sizes
+        self._last_stamp = 0                                    # live play: the last `t` (ns)
         self.orders: dict[str, dict] = {}                       # by Alpaca id
         self.by_client_id: dict[str, dict] = {}                 # the same, by client_order_id
         self.positions: dict[str, list] = {}                    # symbol -> [qty, cost]
