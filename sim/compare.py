@@ -153,7 +153,8 @@ def compare_chart(curves: list[tuple[str, list[tuple[int, float]]]], path: Path,
         if points:
             ts = [dt.datetime.fromtimestamp(t / 1e9, history.ET).replace(tzinfo=None)
                   for t, _ in points]
-            ax.step(ts, [p for _, p in points], where="post", color=f"C{i % 10}", label=name)
+            ax.step(ts, [p for _, p in points], where="post", color=f"C{i % 10}", label=name,
+                    lw=2.2 if i == 0 else 1.2, ls="-" if i == 0 else "--")   # equal: both seen
     ax.set_ylabel("P&L ($, marked to mid)")
     ax.legend(loc="upper left")
     ax.set_title(title)

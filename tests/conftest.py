@@ -46,7 +46,7 @@ def bot(run_bot):
 # while the others sit idle (longest first, the classic way to pack a queue).
 SLOW_FIRST = ("test_tune.py", "test_sweep.py", "test_history.py", "test_replay.py",
               "test_contract.py", "test_money_edges.py", "test_order_life.py",
-              "test_resilience.py", "test_simulator.py")
+              "test_resilience.py", "test_simulator.py", "test_drift.py")
 
 
 def pytest_collection_modifyitems(items):
