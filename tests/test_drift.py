@@ -48,36 +48,46 @@ def settled(fake: FakeAlpaca, bot, n_orders: int) -> None:
         bot.wait_log(f"{order['status'].upper()} {order['client_order_id']} (filled 0)")
 
 
-def trade_live(fake: FakeAlpaca, tmp_path: Path, policy: FillPolicy, *args: str) -> str:
+def trade_live(fake: FakeAlpaca, tmp_path: Path, policy: FillPolicy, *args: str,
+               symbols: tuple[str, ...] = (SYMBOL,)) -> str:
     """The bot, live against the simulator (fills by `policy`), follows a
-    signal on each of SIDES; stopped with Ctrl+C. Returns its run id."""
+    signal on each of SIDES in each of `symbols`; stopped with Ctrl+C.
+    Returns its run id."""
     fake.default_policy = policy
-    bot = start_bot(fake, tmp_path, *args)
+    bot = start_bot(fake, tmp_path, *args, symbol=",".join(symbols), ready=False)
+    for symbol in symbols:
+        fake.wait_ready(symbol)
     for k, side in enumerate(SIDES):
-        bid = FIRST_BID + 10 * k * TICK
-        now = time.time_ns()
-        prev = bid - TICK if side == "buy" else bid + TICK
-        heavy, light = (HEAVY, LIGHT) if side == "buy" else (LIGHT, HEAVY)
-        messages = expect_signal(side, [
-            quote(SYMBOL, prev, prev + TICK, LIGHT, LIGHT, now),
-            quote(SYMBOL, bid, bid + TICK, heavy, light, now + MS),
-            trade(SYMBOL, bid + TICK if side == "buy" else bid, PRINT,
-                  now + MS + round(AFTER_MS * MS))], model_of(fake))
-        before = len(fake.received.orders)
-        room = has_room(tt, QUANTITY, SYMBOL, side, fake.position_qty(SYMBOL))
-        begun = len(bot.output())
-        push_on_the_clock(fake, messages)
-        if room:          # fails at once, with its reason, if the bot does not follow it
-            fake.wait_until(lambda: len(fake.received.orders) > before, "the bot's order",
-                            hopeless=lambda: fake.hopeless() or next(
-                                (line for line in bot.output()[begun:].splitlines()
-                                 if " not followed" in line), None))
-            settled(fake, bot, before + 1)
-        else:
-            bot.wait_log("not followed", after=f"{side.upper()} signal {SYMBOL} @ "
-                         f"{tt.dollars(bid + TICK if side == 'buy' else bid)}")
+        for symbol in symbols:
+            signal_live(fake, bot, symbol, side, FIRST_BID + 10 * k * TICK)
     assert bot.stop() == 0, bot.output()
     return last_run(tmp_path)
+
+
+def signal_live(fake: FakeAlpaca, bot, symbol: str, side: str, bid: int) -> None:
+    """A `side` signal at the level (bid, bid + TICK), on the clock; then until
+    the bot has followed it (its order done and taken) or said why not."""
+    now = time.time_ns()
+    prev = bid - TICK if side == "buy" else bid + TICK
+    heavy, light = (HEAVY, LIGHT) if side == "buy" else (LIGHT, HEAVY)
+    price = bid + TICK if side == "buy" else bid
+    messages = expect_signal(side, [
+        quote(symbol, prev, prev + TICK, LIGHT, LIGHT, now),
+        quote(symbol, bid, bid + TICK, heavy, light, now + MS),
+        trade(symbol, price, PRINT, now + MS + round(AFTER_MS * MS))], model_of(fake))
+    before = len(fake.received.orders)
+    room = has_room(tt, QUANTITY, symbol, side, fake.position_qty(symbol))
+    begun = len(bot.output())
+    push_on_the_clock(fake, messages)
+    if room:          # fails at once, with its reason, if the bot does not follow it
+        fake.wait_until(lambda: len(fake.received.orders) > before, "the bot's order",
+                        hopeless=lambda: fake.hopeless() or next(
+                            (line for line in bot.output()[begun:].splitlines()
+                             if " not followed" in line), None))
+        settled(fake, bot, before + 1)
+    else:
+        bot.wait_log("not followed", after=f"{side.upper()} signal {symbol} @ "
+                     f"{tt.dollars(price)}")
 
 
 def last_run(tmp_path: Path) -> str:
@@ -123,17 +133,20 @@ def figures(report: str, table_first: str) -> dict[str, list[str]]:
 
 def test_a_run_where_the_fill_models_agree_matches_every_order(fake, here):
     """"Is the replay honest?": a run whose fills the replay's model would give
-    is matched order for order, fill for fill."""
-    trade_live(fake, here, AGREE)
-    live_orders = len(fake.received.orders)
-    live_filled = sum(int(o["filled_qty"]) > 0 for o in fake.orders.values())
-    assert live_orders and live_filled
+    is matched order for order, fill for fill, in each symbol and in total."""
+    symbols = (SYMBOL, "AMD")
+    trade_live(fake, here, AGREE, symbols=symbols)
     report, rows = drift_of(here, "--latency-ms", "0")
-    signals = figures(report, "symbol  signals: both")[SYMBOL]
-    fills = figures(report, "symbol  filled: both")[SYMBOL]
-    assert signals == [str(len(SIDES)), "0", "0", str(live_orders), "0", "0"], report
-    assert fills[:4] == [str(live_filled), "0", "0", "same"], report
-    assert fills[4] == fills[5] and fills[6] == "+$0.00", report
+    signals = figures(report, "symbol  signals: both")
+    fills = figures(report, "symbol  filled: both")
+    for name in (*symbols, "total"):
+        mine = [o for o in fake.orders.values() if name in (o["symbol"], "total")]
+        filled = sum(int(o["filled_qty"]) > 0 for o in mine)
+        assert mine and filled
+        n = len(SIDES) * (len(symbols) if name == "total" else 1)
+        assert signals[name] == [str(n), "0", "0", str(len(mine)), "0", "0"], report
+        assert fills[name][:4] == [str(filled), "0", "0", "same"], report
+        assert fills[name][4] == fills[name][5] and fills[name][6] == "+$0.00", report
     assert rows == []
 
 
