@@ -175,8 +175,6 @@ def window_tape(run: Run, cache: Path, out: Path, progress: bool) -> tuple[Tape,
     return Tape(window), history.source(rest, run.symbols, feed)
 
 
-
-
 # -- the live run's latency --------------------------------------------------
 def latencies_ms(run: Run) -> dict[str, list[float]]:
     """The live run's latencies, over its limit orders (ms): print to sent,
