@@ -39,7 +39,6 @@ import statistics
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
-from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Optional
@@ -110,24 +109,26 @@ def load_run(path: Path, run_id: Optional[str]) -> Run:
 
 def read_run(path: Path, run_id: str) -> Run:
     """A run from a journal file, as it is (the live run's, or the replay's)."""
+    journal = read_journal(path, run_id)
+    run = journal.run
     with _reading(path) as db:
-        run = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        sha = run["script_sha256"] if "script_sha256" in run.keys() else None
+        sha = run.get("script_sha256")          # no such column: a journal from before
         script = sha and db.execute("SELECT text FROM scripts WHERE sha256 = ?",
                                     (sha,)).fetchone()
-        ends = [run["ended_at"]] if run["ended_at"] else [r[0] for r in db.execute(
-            "SELECT MAX(at) FROM fills WHERE run_id = :r UNION SELECT MAX(at) FROM events "
-            "WHERE run_id = :r UNION SELECT MAX(sent_at) FROM orders WHERE run_id = :r",
-            {"r": run_id}) if r[0]] or [run["started_at"]]
-        fills: dict[str, list[tuple[int, Fraction, int]]] = defaultdict(list)
-        for f in db.execute("SELECT client_order_id, qty, price, at FROM fills WHERE run_id = ? "
-                            "ORDER BY rowid", (run_id,)):
-            fills[f[0]].append((f[1], Fraction(Decimal(f[2])) * 100, tt.parse_ns(f[3])))
         new_ns = {e[0]: tt.parse_ns(e[1]) for e in db.execute(
             "SELECT client_order_id, MIN(at) FROM events WHERE run_id = ? AND event = 'new' "
             "GROUP BY client_order_id", (run_id,))}
-    return Run(read_journal(path, run_id), script[0] if script else "",
-               tt.parse_ns(run["started_at"]), tt.parse_ns(max(ends)), dict(fills), new_ns)
+        last_event = db.execute("SELECT MAX(at) FROM events WHERE run_id = ?",
+                                (run_id,)).fetchone()[0]
+    fills: dict[str, list[tuple[int, Fraction, int]]] = defaultdict(list)
+    for f in journal.fills:
+        fills[f["client_order_id"]].append((f["qty"], tt.exact_cents(f["price"]),
+                                            tt.parse_ns(f["at"])))
+    entries = [run["started_at"], last_event, *(f["at"] for f in journal.fills),
+               *(o["sent_at"] for out in journal.outcomes.values() for o in out.orders)]
+    end = run["ended_at"] or max(e for e in entries if e)     # killed: its last entry
+    return Run(journal, script[0] if script else "", tt.parse_ns(run["started_at"]),
+               tt.parse_ns(end), dict(fills), new_ns)
 
 
 @contextlib.contextmanager
@@ -207,13 +208,8 @@ def run_latency(run: Run) -> float:
     return round(max(0.0, statistics.median(times)), 1)
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def latency_table(run: Run, assumed_ms: float) -> list[str]:
-    rows = [[name, f"{percentile(v, 0.5):,.1f}", f"{percentile(v, 0.95):,.1f}", str(len(v))]
+    rows = [[name, f"{tt.percentile(v, 0.5):,.1f}", f"{tt.percentile(v, 0.95):,.1f}", str(len(v))]
             if v else [name, "-", "-", "0"] for name, v in latencies_ms(run).items()]
     return table(["live (ms)", "p50", "p95", "orders"], rows) + [
         f"  the replay assumed {assumed_ms:g} ms from a print to its order reaching the market"]

@@ -429,6 +429,7 @@ class JournalRun:
     outcomes: dict[str, Outcome]              # orders and fills, per symbol
     signals: list[dict]                       # its `signals` rows
     marks: dict[str, float]                   # each symbol's last mid (cents)
+    fills: list[dict]                         # its `fills` rows, in order
 
 
 def read_journal(path: Path, run_id: Optional[str] = None) -> JournalRun:
@@ -460,7 +461,7 @@ def read_journal(path: Path, run_id: Optional[str] = None) -> JournalRun:
             [o for o in orders if o["symbol"] == symbol],
             [(f["exchange_ns"] or tt.parse_ns(f["at"]), f["side"], f["qty"],
               Fraction(Decimal(f["price"])) * 100) for f in fills if f["symbol"] == symbol])
-    return JournalRun(dict(run), outcomes, signals, json.loads(run["marks"] or "{}"))
+    return JournalRun(dict(run), outcomes, signals, json.loads(run["marks"] or "{}"), fills)
 
 
 def signals_table(signals: list[dict]) -> list[str]:
