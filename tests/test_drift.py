@@ -14,10 +14,10 @@ import pytest
 
 import tick_taker as tt
 from sim import drift
-from sim.alpaca import FakeAlpaca, FillPolicy, quote, trade
+from sim.alpaca import OPEN_STATES, FakeAlpaca, FillPolicy, trade
 from sim.replay import has_room
-from tests.helpers import (AFTER_MS, HEAVY, LIGHT, MS, PRINT, QUANTITY, SYMBOL, TICK, expect_signal,
-                           model_of, start_bot)
+from tests.helpers import (AFTER_MS, HEAVY, LIGHT, MS, PRINT, QUANTITY, SYMBOL, T0, TICK, arming,
+                           at, expect_signal, model_of, start_bot)
 
 # Buys and sells at levels of their own: the last sell finds nothing left to sell.
 SIDES = ("buy", "buy", "sell", "buy", "sell", "sell", "sell")
@@ -39,8 +39,7 @@ def settled(fake: FakeAlpaca, bot, n_orders: int) -> None:
     """Until the bot's last order is done at the broker and the bot has taken
     its outcome (its log says so): the next signal is decided as in real time."""
     order = fake.order_by_client_id(fake.received.orders[n_orders - 1]["client_order_id"])
-    fake.wait_until(lambda: order["status"] not in ("new", "accepted", "partially_filled"),
-                    "the order to be done")
+    fake.wait_until(lambda: order["status"] not in OPEN_STATES, "the order to be done")
     if int(order["filled_qty"]):          # a FILL line for each execution so far
         fake.wait_until(lambda: bot.output().count(" FILL ") >= len(fake.executions),
                         "the bot to log its fills", hopeless=fake.hopeless)
@@ -67,14 +66,13 @@ def trade_live(fake: FakeAlpaca, tmp_path: Path, policy: FillPolicy, *args: str,
 def signal_live(fake: FakeAlpaca, bot, symbol: str, side: str, bid: int) -> None:
     """A `side` signal at the level (bid, bid + TICK), on the clock; then until
     the bot has followed it (its order done and taken) or said why not."""
-    now = time.time_ns()
-    prev = bid - TICK if side == "buy" else bid + TICK
-    heavy, light = (HEAVY, LIGHT) if side == "buy" else (LIGHT, HEAVY)
-    price = bid + TICK if side == "buy" else bid
-    messages = expect_signal(side, [
-        quote(symbol, prev, prev + TICK, LIGHT, LIGHT, now),
-        quote(symbol, bid, bid + TICK, heavy, light, now + MS),
-        trade(symbol, price, PRINT, now + MS + round(AFTER_MS * MS))], model_of(fake))
+    now = (time.time_ns() - T0) / MS              # the helpers' clock: ms after T0
+    up = side == "buy"
+    heavy, light = (HEAVY, LIGHT) if up else (LIGHT, HEAVY)
+    price = bid + TICK if up else bid
+    messages = expect_signal(side, [*arming(bid, now, heavy, light, up, symbol),
+                                    trade(symbol, price, PRINT, at(now + 1 + AFTER_MS))],
+                             model_of(fake))
     before = len(fake.received.orders)
     room = has_room(tt, QUANTITY, symbol, side, fake.position_qty(symbol))
     begun = len(bot.output())
