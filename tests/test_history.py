@@ -16,6 +16,9 @@ from sim.tape import Tape
 from tests.helpers import AFTER_MS, LOT, PRINT, TICK
 
 HEAVY_TIMES = int(tt.IMBALANCE_RATIO) + 1            # the heavy side: this many times the light
+# The light side's size: whole round lots (the SIP counted sizes in lots of 100
+# shares, so a size in lots is a multiple of 100), and at least the bot's LOT.
+ROUND_LOTS = -(-LOT // tape.LOT_SHARES) * tape.LOT_SHARES
 DATA_ROUTE = ("GET", "/v2/stocks/{symbol}/{kind}")
 DAY = "2012-06-21"                                   # the bundled hour's day (a Thursday)
 WINDOW = ["--start", "09:30", "--end", "09:31:30"]
@@ -189,7 +192,7 @@ def lot_day(path, day: dt.date) -> Tape:
     for k in range(8):
         bid = 10_0000 + tick * k                      # dollars x 10,000, a tick a step
         t = t0 + k * 2_000 * ms
-        light = LOT * (1 + k % 3)                     # 1-3 lots on the light side
+        light = ROUND_LOTS * (1 + k % 3)              # 1-3 times that on the light side
         events += [("q", t, "MU", bid, bid + tick, HEAVY_TIMES * light, light),
                    ("t", t + round(AFTER_MS * ms), "MU", bid + tick, PRINT, "@")]
     tape.write(path, events)
@@ -211,14 +214,14 @@ def test_quote_sizes_become_shares_on_either_side_of_the_cut_over(fake, monkeypa
     served = fake._page(fake._history_items("MU", "quotes", {
         "start": 0, "end": 10 ** 20, "desc": False}), {
         "offset": 0, "limit": 10, "feed": "sip"})[0][0]
-    heavy = HEAVY_TIMES * LOT                         # the first quote's sizes, in shares
-    assert (served["bs"], served["as"]) == ((heavy // 100, LOT // 100) if unit == "lots"
-                                            else (heavy, LOT))
+    heavy = HEAVY_TIMES * ROUND_LOTS                  # the first quote's sizes, in shares
+    assert (served["bs"], served["as"]) == ((heavy // 100, ROUND_LOTS // 100) if unit == "lots"
+                                            else (heavy, ROUND_LOTS))
     assert run_replay(tmp_path, "--symbol", "MU", "--date", day.isoformat(),
                       "--start", "09:30", "--end", "09:31") == 0
     [cached] = (tmp_path / "cache").glob("*.csv.gz")
-    assert [e[5:] for e in Tape(cached).events if e[0] == "q"][:2] == [(heavy, LOT),
-                                                                       (2 * heavy, 2 * LOT)]
+    assert [e[5:] for e in Tape(cached).events if e[0] == "q"][:2] == [
+        (heavy, ROUND_LOTS), (2 * heavy, 2 * ROUND_LOTS)]
     fills = re.findall(r"FILL BUY (\d+) MU", (tmp_path / "out" / "bot.log").read_text())
     assert fills and set(fills) == {str(LOT)}            # a lot, never 1-3 shares
 
